@@ -1,0 +1,117 @@
+"""Frozen option dataclasses shared by the API, the CLI and the pipeline stages.
+
+Every stage takes one of these instead of a long list of loose keyword arguments, so that the
+CLI can build them once (``cli.py``) and ``models.CellposeModel.eval`` can build them from its
+upstream-compatible keywords.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+
+@dataclass(frozen=True)
+class NormalizeOptions:
+    """Per-channel intensity normalisation (spec §2.2).
+
+    Attributes
+    ----------
+    normalize : bool
+        Apply percentile normalisation at all.
+    percentile : (float, float)
+        Low and high percentiles mapped to 0 and 1.
+    invert : bool
+        Replace each normalised channel ``x`` by ``1 - x``.
+    lowhigh : ((float, float), ...) or None
+        Fixed (low, high) per channel instead of percentiles.
+    sharpen_radius, smooth_radius : float
+        Gaussian sharpening / smoothing radii (0 = off).
+    tile_norm_blocksize : int
+        Block size of tile normalisation (0 = whole image).
+    """
+
+    normalize: bool = True
+    percentile: Tuple[float, float] = (1.0, 99.0)
+    invert: bool = False
+    lowhigh: Optional[Tuple[Tuple[float, float], ...]] = None
+    sharpen_radius: float = 0.0
+    smooth_radius: float = 0.0
+    tile_norm_blocksize: int = 0
+
+
+@dataclass(frozen=True)
+class TilingOptions:
+    """How the network sees the image (spec §3).
+
+    Attributes
+    ----------
+    bsize : int
+        Tile edge in pixels (upstream hard-codes 224).
+    tile_overlap : float
+        Fraction of overlap between neighbouring tiles, clamped to [0.05, 0.5].
+    batch_size : int
+        Tiles per forward pass; also the number of tiles held in memory at once.
+    augment : bool
+        Test-time augmentation with flipped, half-overlapping tiles.
+    """
+
+    bsize: int = 224
+    tile_overlap: float = 0.1
+    batch_size: int = 8
+    augment: bool = False
+
+
+@dataclass(frozen=True)
+class DynamicsOptions:
+    """Flows → masks (spec §4).
+
+    Attributes
+    ----------
+    niter : int or None
+        Euler steps; ``None``/0 means 200 / rescale (200 when ``resample`` is off).
+    cellprob_threshold : float
+        Pixels with cell-probability logit strictly above it are followed.
+    flow_threshold : float
+        Maximum flow error of a kept mask; ``<= 0`` disables the QC.
+    min_size : int
+        Masks smaller than this are removed (``<= 0``: no removal).
+    max_size_fraction : float
+        Masks larger than this fraction of the image are removed.
+    interp : bool
+        Bilinear (True) or nearest-pixel (False) flow sampling during integration.
+    """
+
+    niter: Optional[int] = None
+    cellprob_threshold: float = 0.0
+    flow_threshold: float = 0.4
+    min_size: int = 15
+    max_size_fraction: float = 0.4
+    interp: bool = True
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """Everything ``CellposeModel.eval`` needs besides the image.
+
+    Attributes
+    ----------
+    channels : (int, int) or None
+        ``[chan, chan2]`` 1-based channel indices (0 = grayscale / none).
+    channel_axis : int or None
+        Axis of the channels in the input array, if known.
+    diameter : float or None
+        Object diameter in pixels; ``None``/0 → ``diam_mean / diam_labels``.
+    resample : bool
+        Run the dynamics at the original size (True) or the rescaled size.
+    compute_masks : bool
+        Stop after the network when False.
+    """
+
+    channels: Optional[Tuple[int, int]] = (0, 0)
+    channel_axis: Optional[int] = None
+    diameter: Optional[float] = None
+    resample: bool = True
+    compute_masks: bool = True
+    normalize: NormalizeOptions = field(default_factory=NormalizeOptions)
+    tiling: TilingOptions = field(default_factory=TilingOptions)
+    dynamics: DynamicsOptions = field(default_factory=DynamicsOptions)
