@@ -1,0 +1,236 @@
+"""Tiled network pass over one 2D image (spec §2.5, §3.2-3.5), batch by batch.
+
+Memory: only the input image, the (nout, Ly, Lx) float32 output and one batch of tiles are held. The
+zero padding of §2.5 is virtual (tiles are cut from the unpadded image and zero-filled where they stick
+out), outputs are accumulated only where they land inside the image (padding outputs are discarded by
+upstream anyway), and the taper normaliser is the outer product of two per-axis sums. The arithmetic of
+every output pixel is upstream's: ``acc = f32(f64(acc) + f64(y) * w)`` over tiles in row-major order, then
+``out = f32(f64(acc) / (Wy[y] * Wx[x]))``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..config import TilingOptions
+from ..preprocess.resize import pad_amounts
+from ..profiling import stage
+from .tiling import TileGrid, axis_weight_sums, make_grid, taper_profiles
+
+__all__ = ["run_tiled", "padded_grid"]
+
+logger = logging.getLogger(__name__)
+
+_ROWS_PER_BLOCK_PIXELS = 1 << 20
+
+
+@dataclass(frozen=True, eq=False)
+class _Placement:
+    """Where tiles fall relative to the unpadded image: the grid plus the image offset in it."""
+
+    grid: TileGrid
+    offset: tuple
+    size: tuple
+
+    def window(self, k: int) -> tuple[slice, slice, slice, slice]:
+        """Image rows/cols and tile rows/cols of the part of tile ``k`` that lies inside the image."""
+        y0, x0 = self.grid.origin(k)
+        (ly, lx), (oy, ox), (Ly, Lx) = self.grid.tile, self.offset, self.size
+        iy0, iy1 = max(y0 - oy, 0), min(y0 - oy + ly, Ly)
+        ix0, ix1 = max(x0 - ox, 0), min(x0 - ox + lx, Lx)
+        ty0, tx0 = iy0 - (y0 - oy), ix0 - (x0 - ox)
+        return (slice(iy0, iy1), slice(ix0, ix1),
+                slice(ty0, ty0 + max(iy1 - iy0, 0)), slice(tx0, tx0 + max(ix1 - ix0, 0)))
+
+
+def padded_grid(Ly: int, Lx: int, *, tiling: TilingOptions) -> tuple[TileGrid, tuple[int, int]]:
+    """Tile grid of an (Ly, Lx) image after the §2.5 padding.
+
+    Parameters
+    ----------
+    Ly, Lx : int
+        Image size (after any rescaling).
+    tiling : TilingOptions
+        ``bsize``, ``tile_overlap`` and ``augment`` are used.
+
+    Returns
+    -------
+    grid : TileGrid
+        Grid over the padded extent.
+    offset : (int, int)
+        Position of the image's pixel (0, 0) in grid coordinates (the zeros before each axis).
+    """
+    (py0, py1), (px0, px1) = pad_amounts(Ly), pad_amounts(Lx)
+    grid = make_grid(Ly + py0 + py1, Lx + px0 + px1, bsize=tiling.bsize, tile_overlap=tiling.tile_overlap,
+                     augment=tiling.augment)
+    return grid, (py0, px0)
+
+
+def run_tiled(net, img: np.ndarray, *, tiling: TilingOptions, device=None) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``net`` over an image tile by tile and blend the tiles with taper weights.
+
+    Parameters
+    ----------
+    net : callable
+        ``net(x)`` with ``x`` a float32 tensor (B, C, ly, lx) on ``device`` returns a sequence whose first two
+        items are ``out`` (B, nout, ly, lx) and ``style`` (B, S) (CPnet: nout = 3 = dY, dX, cellprob; S = 256).
+    img : ndarray (Ly, Lx, C) float32
+        Normalised (and rescaled) image, channel-last.
+    tiling : TilingOptions
+        Tile size, overlap, batch size and test-time augmentation.
+    device : str or torch.device, optional
+        Where the tiles are sent; default: the device of ``net``'s first parameter, else the CPU.
+
+    Returns
+    -------
+    y : ndarray (nout, Ly, Lx) float32
+        Blended network output, C-contiguous.
+    style : ndarray (S,) float32
+        Sum of the tile styles divided by its L2 norm.
+    """
+    img = _check_image(img)
+    _check_tiling(tiling)
+    device = _device_of(net) if device is None else torch.device(device)
+    with stage("pad") as s:
+        grid, offset = padded_grid(img.shape[0], img.shape[1], tiling=tiling)
+        s.add(pixels=grid.shape[0] * grid.shape[1], tiles=grid.ntiles)
+    place = _Placement(grid, offset, img.shape[:2])
+    acc, style = _network_pass(net, img, place, batch_size=tiling.batch_size, device=device)
+    with stage("tile_average") as s:
+        _normalise(acc, place)
+        s.add(pixels=acc.shape[1] * acc.shape[2])
+    return acc, _unit(style)
+
+
+def _network_pass(net, img, place: _Placement, *, batch_size: int, device) -> tuple[np.ndarray, np.ndarray]:
+    """Run every batch of tiles and accumulate the weighted outputs and the style sum."""
+    grid, acc, style = place.grid, None, None
+    w = np.outer(*taper_profiles(*grid.tile))
+    with stage("network") as s:
+        for k0 in range(0, grid.ntiles, batch_size):
+            ks = range(k0, min(k0 + batch_size, grid.ntiles))
+            with stage("network.batch") as sb:
+                out, sty = _forward(net, _cut_tiles(img, place, ks), device)
+                sb.add(tiles=len(ks), pixels=len(ks) * grid.tile[0] * grid.tile[1])
+            with stage("tile_average.batch"):
+                acc = _new_acc(out, img) if acc is None else acc
+                _accumulate(acc, out, place, ks, w)
+                style = _add_styles(style, sty)
+        s.add(tiles=grid.ntiles, pixels=grid.ntiles * grid.tile[0] * grid.tile[1])
+    return acc, style
+
+
+def _cut_tiles(img: np.ndarray, place: _Placement, ks: range) -> np.ndarray:
+    """Tiles ``ks`` as a zero-padded, flipped-as-needed (B, C, ly, lx) float32 batch."""
+    ly, lx = place.grid.tile
+    batch = np.zeros((len(ks), img.shape[2], ly, lx), np.float32)
+    for b, k in enumerate(ks):
+        iy, ix, ty, tx = place.window(k)
+        batch[b, :, ty, tx] = img[iy, ix].transpose(2, 0, 1)
+        fy, fx = place.grid.flips[k]
+        if fy or fx:
+            batch[b] = _flip(batch[b], fy, fx)
+    return batch
+
+
+def _flip(a: np.ndarray, fy: bool, fx: bool) -> np.ndarray:
+    """Copy of a (C, ly, lx) array flipped along Y and/or X."""
+    return np.flip(a, axis=tuple(ax for ax, f in ((1, fy), (2, fx)) if f)).copy()
+
+
+def _forward(net, batch: np.ndarray, device) -> tuple[np.ndarray, np.ndarray]:
+    """One forward pass; returns (out (B, nout, ly, lx), style (B, S)) float32 on the host."""
+    with torch.inference_mode():
+        y = net(torch.from_numpy(batch).to(device))
+        out = y[0].detach().to("cpu", torch.float32).numpy()
+        sty = y[1].detach().to("cpu", torch.float32).numpy()
+    if out.shape[0] != batch.shape[0] or out.shape[2:] != batch.shape[2:]:
+        raise ValueError(f"network output shape {out.shape} does not match its input {batch.shape}")
+    return out, sty
+
+
+def _new_acc(out: np.ndarray, img: np.ndarray) -> np.ndarray:
+    """Zeroed (nout, Ly, Lx) float32 accumulator sized from the first network output."""
+    return np.zeros((out.shape[1], img.shape[0], img.shape[1]), np.float32)
+
+
+def _accumulate(acc: np.ndarray, out: np.ndarray, place: _Placement, ks: range, w: np.ndarray) -> None:
+    """Add ``out[b] * w`` (float64 product, float32 sum) of tiles ``ks`` into ``acc``, un-flipping first."""
+    for b, k in enumerate(ks):
+        iy, ix, ty, tx = place.window(k)
+        y = out[b]
+        fy, fx = place.grid.flips[k]
+        if fy or fx:
+            y = _unflip_output(y, fy, fx)
+        view = acc[:, iy, ix]
+        np.add(view, y[:, ty, tx] * w[ty, tx], out=view, casting="same_kind")
+
+
+def _unflip_output(y: np.ndarray, fy: bool, fx: bool) -> np.ndarray:
+    """Flip a (nout, ly, lx) tile output back and negate the flow along each flipped axis."""
+    y = _flip(y, fy, fx)
+    if fy:
+        y[0] = -y[0]
+    if fx:
+        y[1] = -y[1]
+    return y
+
+
+def _add_styles(total: Optional[np.ndarray], sty: np.ndarray) -> np.ndarray:
+    """Running float32 sum of tile styles, added one tile at a time in tile order."""
+    if total is None:
+        total = np.zeros(sty.shape[1], np.float32)
+    for row in sty:
+        total += row
+    return total
+
+
+def _unit(style: np.ndarray) -> np.ndarray:
+    """``style / sqrt(sum(style ** 2))`` in float32."""
+    return style / np.sqrt(np.sum(style ** 2))
+
+
+def _normalise(acc: np.ndarray, place: _Placement) -> None:
+    """Divide ``acc`` in place by the taper weight sum ``outer(Wy, Wx)`` (float64 division), row block-wise."""
+    grid, (oy, ox), (Ly, Lx) = place.grid, place.offset, place.size
+    wy, wx = taper_profiles(*grid.tile)
+    Wy = axis_weight_sums(grid.ystarts, wy, grid.shape[0])[oy: oy + Ly]
+    Wx = axis_weight_sums(grid.xstarts, wx, grid.shape[1])[ox: ox + Lx]
+    rows = max(1, _ROWS_PER_BLOCK_PIXELS // Lx)
+    for r0 in range(0, Ly, rows):
+        view = acc[:, r0: r0 + rows]
+        np.divide(view, np.outer(Wy[r0: r0 + rows], Wx), out=view, casting="same_kind")
+
+
+def _check_image(img) -> np.ndarray:
+    """Validate a (Ly, Lx, C) image and return it as float32."""
+    img = np.asarray(img)
+    if img.ndim != 3:
+        hint = " (Z stacks / 3D are not supported)" if img.ndim > 3 else ""
+        raise ValueError(f"image must be (Ly, Lx, C) channel-last, got shape {img.shape}{hint}")
+    if min(img.shape) < 1:
+        raise ValueError(f"image has an empty axis: shape {img.shape}")
+    if img.dtype.kind not in "uif":
+        raise TypeError(f"image must have a real dtype, got {img.dtype}")
+    return img.astype(np.float32, copy=False)
+
+
+def _check_tiling(tiling: TilingOptions) -> None:
+    """Reject tile sizes the network cannot take and non-positive batch sizes."""
+    if tiling.bsize < 16 or tiling.bsize % 8:
+        raise ValueError(f"bsize must be a multiple of 8 and >= 16, got {tiling.bsize}")
+    if tiling.batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {tiling.batch_size}")
+    if not np.isfinite(tiling.tile_overlap):
+        raise ValueError(f"tile_overlap must be finite, got {tiling.tile_overlap}")
+
+
+def _device_of(net) -> torch.device:
+    """Device of the network's first parameter, or the CPU for parameter-free callables."""
+    params = getattr(net, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    return first.device if first is not None else torch.device("cpu")

@@ -1,0 +1,257 @@
+"""``CellposeModel``: the upstream-compatible façade over the pipeline stages.
+
+``eval`` composes the stages, each in its own module::
+
+    convert (preprocess.channels) → normalize (preprocess.normalize) → resize (preprocess.resize)
+    → network, tile by tile (inference.run_net) → resize_back → dynamics (dynamics.masks)
+
+Every stage runs inside a ``cellpose.profiling.stage`` so that ``--profile`` can attribute time and memory.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from .config import DynamicsOptions, EvalOptions, NormalizeOptions, TilingOptions
+from .dynamics import compute_masks as _compute_masks
+from .dynamics import flows_to_rgb
+from .inference.run_net import run_tiled
+from .net.weights import diam_mean_for, is_builtin_name, load_weights, resolve_model
+from .preprocess.channels import convert_image
+from .preprocess.normalize import normalize_image
+from .preprocess.resize import resize_image, resize_masks
+from .profiling import stage
+
+__all__ = ["CellposeModel", "choose_device", "normalize_options_from"]
+
+logger = logging.getLogger(__name__)
+
+_NORMALIZE_KEYS = {
+    "normalize": "normalize",
+    "percentile": "percentile",
+    "invert": "invert",
+    "lowhigh": "lowhigh",
+    "sharpen_radius": "sharpen_radius",
+    "smooth_radius": "smooth_radius",
+    "tile_norm_blocksize": "tile_norm_blocksize",
+}
+
+
+def choose_device(gpu: bool = False, device=None) -> torch.device:
+    """Return the torch device to run the network on.
+
+    Parameters
+    ----------
+    gpu : bool
+        Ask for CUDA; falls back to the CPU (with a warning) when CUDA is not available.
+    device : str or torch.device, optional
+        Explicit device; wins over ``gpu``.
+    """
+    if device is not None:
+        return torch.device(device)
+    if gpu and torch.cuda.is_available():
+        return torch.device("cuda")
+    if gpu:
+        logger.warning("CUDA is not available: running on the CPU")
+    return torch.device("cpu")
+
+
+def normalize_options_from(normalize=True, *, invert: bool = False) -> NormalizeOptions:
+    """Build ``NormalizeOptions`` from upstream's ``normalize`` argument (bool or dict).
+
+    Unlike upstream, ``invert`` is honoured also when ``normalize`` is a dict (unless the dict sets it).
+    """
+    if isinstance(normalize, NormalizeOptions):
+        return normalize
+    if isinstance(normalize, dict):
+        unknown = set(normalize) - set(_NORMALIZE_KEYS) - {"norm3D", "tile_norm_smooth3D"}
+        if unknown:
+            raise ValueError(f"unknown normalize option(s): {sorted(unknown)}")
+        kwargs = {_NORMALIZE_KEYS[k]: v for k, v in normalize.items() if k in _NORMALIZE_KEYS}
+        kwargs.setdefault("invert", invert)
+        if kwargs.get("percentile") is not None:
+            kwargs["percentile"] = tuple(float(p) for p in kwargs["percentile"])
+        else:
+            kwargs.pop("percentile", None)
+        return NormalizeOptions(**kwargs)
+    return NormalizeOptions(normalize=bool(normalize), invert=bool(invert))
+
+
+class CellposeModel:
+    """A CPnet with the Cellpose 3 inference pipeline around it.
+
+    Parameters
+    ----------
+    gpu : bool
+        Run the network on CUDA when available.
+    pretrained_model : str or path-like
+        A built-in model name (``"cyto3"``, ``"nuclei"``, ...) resolved through the cache/download path, or
+        the path of a weight file (upstream format).
+    model_type : str, optional
+        Upstream alias of ``pretrained_model`` for built-in names.
+    diam_mean : float
+        Mean diameter for built-in names other than ``nuclei`` (17); custom files carry their own.
+    device : str or torch.device, optional
+        Explicit torch device.
+    """
+
+    def __init__(self, gpu: bool = False, pretrained_model="cyto3", model_type: Optional[str] = None,
+                 diam_mean: float = 30.0, device=None, nchan: int = 2):
+        if nchan != 2:
+            raise ValueError(f"only nchan=2 models are supported, got nchan={nchan}")
+        self.device = choose_device(gpu, device)
+        name = model_type if model_type is not None else pretrained_model
+        self.pretrained_model = str(resolve_model(name))
+        self.net, info = load_weights(self.pretrained_model, device=self.device)
+        self.net.eval()
+        file_diam = float(self.net.diam_mean.item())
+        self.diam_mean = diam_mean_for(str(name), default=diam_mean) if is_builtin_name(str(name)) else file_diam
+        self.diam_labels = float(self.net.diam_labels.item())
+        logger.info("loaded %s (diam_mean %.1f, diam_labels %.1f) on %s", self.pretrained_model,
+                    self.diam_mean, self.diam_labels, self.device)
+
+    def rescale_for(self, diameter: Optional[float], rescale: Optional[float] = None) -> float:
+        """Return the image scale factor for ``diameter`` (spec §2.3)."""
+        if diameter is not None and diameter > 0:
+            return float(self.diam_mean) / float(diameter)
+        if rescale is not None and rescale > 0:
+            return float(rescale)
+        return float(self.diam_mean) / float(self.diam_labels)
+
+    def eval(self, x, batch_size: int = 8, channels: Optional[Sequence[int]] = None,
+             channel_axis: Optional[int] = None, normalize=True, invert: bool = False,
+             diameter: Optional[float] = None, flow_threshold: float = 0.4, cellprob_threshold: float = 0.0,
+             min_size: int = 15, niter: Optional[int] = None, augment: bool = False, resample: bool = True,
+             tile_overlap: float = 0.1, bsize: int = 224, compute_masks: bool = True,
+             max_size_fraction: float = 0.4, interp: bool = True, rescale: Optional[float] = None):
+        """Segment one image (or a list of images).
+
+        Parameters
+        ----------
+        x : ndarray (Ly, Lx), (Ly, Lx, C) or (C, Ly, Lx), any real dtype; or a list of them
+            The image. ``channel_axis`` says where the channels are when it is ambiguous.
+        channels : [int, int], optional
+            1-based ``[channel to segment, nuclear channel]``; 0 = grayscale / none. Default ``[0, 0]``.
+        diameter : float, optional
+            Object diameter in pixels; ``None`` or 0 → ``diam_mean / diam_labels``.
+        bsize, tile_overlap, batch_size, augment
+            Tiling of the network pass (see ``config.TilingOptions``).
+        flow_threshold, cellprob_threshold, min_size, niter, max_size_fraction, interp
+            Dynamics (see ``config.DynamicsOptions``).
+
+        Returns
+        -------
+        masks : ndarray (Ly, Lx) uint16, or uint32 with 65,536 labels or more
+        flows : list
+            ``[rgb (Ly, Lx, 3) uint8, dP (2, Ly, Lx) float32, cellprob (Ly, Lx) float32]``.
+        styles : ndarray (256,) float32
+        """
+        options = EvalOptions(
+            channels=None if channels is None else tuple(int(c) for c in channels),
+            channel_axis=channel_axis, diameter=diameter, resample=resample, compute_masks=compute_masks,
+            normalize=normalize_options_from(normalize, invert=invert),
+            tiling=TilingOptions(bsize=int(bsize), tile_overlap=float(tile_overlap), batch_size=int(batch_size),
+                                 augment=bool(augment)),
+            dynamics=DynamicsOptions(niter=niter, cellprob_threshold=float(cellprob_threshold),
+                                     flow_threshold=flow_threshold, min_size=int(min_size),
+                                     max_size_fraction=float(max_size_fraction), interp=bool(interp)))
+        if isinstance(x, (list, tuple)):
+            results = [self.eval_options(xi, options=options, rescale=rescale) for xi in x]
+            return tuple(list(r) for r in zip(*results))
+        return self.eval_options(x, options=options, rescale=rescale)
+
+    def eval_options(self, x, *, options: EvalOptions, rescale: Optional[float] = None):
+        """Segment one image with ready-made options; see ``eval`` for the outputs."""
+        _check_options(options)
+        with stage("eval") as s:
+            img = self._prepare(x, options)
+            shape = img.shape[:2]
+            s.add(pixels=int(shape[0]) * int(shape[1]))
+            scale = self.rescale_for(options.diameter, rescale)
+            y, style = self._network(img, scale=scale, options=options)
+            del img
+            if options.resample and scale != 1.0:
+                y = _resize_back(y, shape)
+            masks = self._masks(y, scale=scale, shape=shape, options=options)
+            s.add(cells=int(masks.max()) if masks.size else 0)
+            with stage("flows_rgb"):
+                rgb = flows_to_rgb(y[:2])
+        return masks, [rgb, y[:2], y[2]], style
+
+    def _prepare(self, x, options: EvalOptions) -> np.ndarray:
+        x = _as_numpy(x)
+        channels = options.channels if options.channels is not None else (0, 0)
+        with stage("convert") as s:
+            img = convert_image(x, channels=channels, channel_axis=options.channel_axis)
+            s.add(pixels=int(img.shape[0] * img.shape[1]))
+        norm = options.normalize
+        if norm.normalize or norm.lowhigh is not None:
+            with stage("normalize"):
+                img = normalize_image(img, options=norm)
+        elif norm.invert:
+            raise ValueError("invert=True needs normalisation (normalize=False was given)")
+        return img
+
+    def _network(self, img: np.ndarray, *, scale: float, options: EvalOptions):
+        if scale != 1.0:
+            with stage("resize"):
+                Lyr, Lxr = int(img.shape[0] * scale), int(img.shape[1] * scale)
+                if Lyr < 1 or Lxr < 1:
+                    raise ValueError(f"diameter gives a rescaled image of {Lyr}x{Lxr} pixels")
+                img = resize_image(img, Ly=Lyr, Lx=Lxr)
+        return run_tiled(self.net, img, tiling=options.tiling, device=self.device)
+
+    def _masks(self, y: np.ndarray, *, scale: float, shape, options: EvalOptions) -> np.ndarray:
+        if not options.compute_masks:
+            return np.zeros(shape, np.uint16)
+        dyn = options.dynamics
+        niter = dyn.niter
+        if not niter:
+            niter = 200 if (not options.resample or scale == 1.0) else int(np.float64(200.0) / np.float64(scale))
+        with stage("dynamics"):
+            masks = _compute_masks(y[:2], y[2], niter=int(niter), cellprob_threshold=dyn.cellprob_threshold,
+                                   flow_threshold=dyn.flow_threshold, min_size=dyn.min_size,
+                                   max_size_fraction=dyn.max_size_fraction, interp=dyn.interp)
+        if masks.shape != tuple(shape):
+            with stage("resize_masks"):
+                masks = resize_masks(masks, Ly=shape[0], Lx=shape[1])
+        return masks
+
+
+def _as_numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.dtype.kind not in "uifb":
+        raise TypeError(f"image must be a real-valued array, got dtype {x.dtype}")
+    return x
+
+
+def _check_options(options: EvalOptions) -> None:
+    tiling = options.tiling
+    if tiling.bsize < 16 or tiling.bsize % 16:
+        raise ValueError(f"bsize must be a positive multiple of 16, got {tiling.bsize}")
+    if tiling.batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {tiling.batch_size}")
+    if not 0.0 <= tiling.tile_overlap < 1.0:
+        raise ValueError(f"tile_overlap must be in [0, 1), got {tiling.tile_overlap}")
+    if options.channels is not None and len(options.channels) != 2:
+        raise ValueError(f"channels must be [chan, chan2], got {list(options.channels)}")
+
+
+def _resize_back(y: np.ndarray, shape) -> np.ndarray:
+    """Resize the (3, Lyr, Lxr) network output to (3, Ly, Lx), channel by channel."""
+    with stage("resize_back"):
+        out = np.empty((y.shape[0], shape[0], shape[1]), np.float32)
+        for c in range(y.shape[0]):
+            out[c] = resize_image(y[c], Ly=shape[0], Lx=shape[1])
+        return out
+
+
+def with_tiling(options: EvalOptions, **changes) -> EvalOptions:
+    """Return ``options`` with some tiling fields replaced (helper for the CLI and benchmarks)."""
+    return replace(options, tiling=replace(options.tiling, **changes))

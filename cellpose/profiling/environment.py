@@ -1,0 +1,93 @@
+"""The ``environment`` block of ``profile.json``: versions, CPU, threads, device, flags."""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from typing import Dict, Optional
+
+__all__ = ["collect_environment", "cpu_model", "package_versions"]
+
+PACKAGES = ("cellpose-tb", "numpy", "torch", "scipy", "numba", "fastremap", "tifffile", "imagecodecs",
+            "opencv-python-headless", "line_profiler")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
+                    "CUDA_VISIBLE_DEVICES")
+
+
+def package_versions(names=PACKAGES) -> Dict[str, Optional[str]]:
+    """Installed version of each distribution in ``names`` (None when not installed)."""
+    from importlib import metadata
+
+    out: Dict[str, Optional[str]] = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def cpu_model(path: str = "/proc/cpuinfo") -> Optional[str]:
+    """CPU model name from ``/proc/cpuinfo`` (Linux), else ``platform.processor()`` or None."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "cpu model"):
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _affinity() -> Optional[int]:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def _torch_info() -> Optional[dict]:
+    """Torch threads and backend flags, when torch is imported (this never imports it)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    info = {"version": torch.__version__, "num_threads": torch.get_num_threads(),
+            "num_interop_threads": torch.get_num_interop_threads(),
+            "mkldnn_enabled": bool(torch.backends.mkldnn.enabled), "cuda_available": torch.cuda.is_available(),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "deterministic": bool(torch.are_deterministic_algorithms_enabled())}
+    if info["cuda_available"] and torch.cuda.is_initialized():
+        info["cuda_device_name"] = torch.cuda.get_device_name()
+    return info
+
+
+def _device(torch_info: Optional[dict]) -> str:
+    if torch_info and torch_info.get("cuda_device_name"):
+        return f"cuda ({torch_info['cuda_device_name']})"
+    return "cpu"
+
+
+def collect_environment(*, flags: Optional[dict] = None, device: Optional[str] = None) -> dict:
+    """Return the ``environment`` object of ``profile.json``.
+
+    Parameters
+    ----------
+    flags : dict, optional
+        Profiling flags of the run (memory mode, trace file...).
+    device : str, optional
+        Device of the network; default: CUDA device name when CUDA is initialised, else ``"cpu"``.
+    """
+    torch_info = _torch_info()
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": _affinity(),
+        "torch": torch_info,
+        "device": device or _device(torch_info),
+        "thread_env": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ},
+        "flags": dict(flags or {}),
+    }
