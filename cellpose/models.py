@@ -211,14 +211,11 @@ class CellposeModel:
         dyn = options.dynamics
         niter = dyn.niter
         if not niter:
-            niter = 200 if (not options.resample or scale == 1.0) else int(np.float64(200.0) / np.float64(scale))
+            niter = 200 if (not options.resample or scale == 1.0) else int((1.0 / np.float64(scale)) * 200.0)
         with stage("dynamics"):
             masks = _compute_masks(y[:2], y[2], niter=int(niter), cellprob_threshold=dyn.cellprob_threshold,
                                    flow_threshold=dyn.flow_threshold, min_size=dyn.min_size,
-                                   max_size_fraction=dyn.max_size_fraction, interp=dyn.interp)
-        if masks.shape != tuple(shape):
-            with stage("resize_masks"):
-                masks = resize_masks(masks, Ly=shape[0], Lx=shape[1])
+                                   max_size_fraction=dyn.max_size_fraction, interp=dyn.interp, shape=tuple(shape))
         return masks
 
 

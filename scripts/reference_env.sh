@@ -17,4 +17,4 @@ mkdir -p "$root/.reference"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet "torch==2.13.0"
 "$venv/bin/python" -m pip install --quiet "cellpose==3.1.1.3" "torch==2.13.0"
-"$venv/bin/python" -c "import importlib.metadata as m, cellpose.models; print('reference cellpose', m.version('cellpose'))"
+(cd "$root/.reference" && "$venv/bin/python" -c "import importlib.metadata as m, cellpose.models; print('reference cellpose', m.version('cellpose'))")
