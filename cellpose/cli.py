@@ -131,8 +131,21 @@ def request_from_args(args) -> RunRequest:
         gpu=args.use_gpu, device=device, options=_eval_options(args), outputs=outputs)
 
 
+def _train(argv: List[str]) -> int:
+    from .train_cli import train_main
+
+    try:
+        return train_main(argv)
+    except (CLIError, ValueError) as err:
+        print(f"cellpose train: error: {err}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point; returns the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        return _train(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
