@@ -36,7 +36,7 @@ def _run_child(out_dir):
 def test_lung_nuclear_peak_memory(tmp_path):
     rc, peak, wall, err = _run_child(tmp_path)
     assert rc == 0, err[-4000:]
-    image, labels = tmp_path / "lung_nuclear.ome.tif", tmp_path / "lung_nuclear_labels.tif"
+    image, labels = tmp_path / "lung_nuclear.ome.tif", tmp_path / "lung_nuclear_masks.tif"
     size_mb = (image.stat().st_size + labels.stat().st_size) / 1e6
     print(f"\nlung --channels nuclear (1 x 10101 x 9666): peak RSS {peak / 1e6:.0f} MB, wall {wall:.1f} s, "
           f"files {size_mb:.0f} MB")

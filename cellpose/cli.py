@@ -11,12 +11,13 @@ from typing import List, Optional
 
 from . import __version__
 from .config import DynamicsOptions, EvalOptions, NormalizeOptions, TilingOptions
+from .net.weights import DEFAULT_BUNDLED_MODEL
 from .profiling import cli as profiling_cli
 from .runner import CLIError, OutputOptions, RunRequest, run
 
 __all__ = ["build_parser", "main", "request_from_args"]
 
-DEFAULT_MODEL = "cyto3"
+DEFAULT_MODEL = DEFAULT_BUNDLED_MODEL
 _UNSUPPORTED = ("do_3D", "stitch_threshold", "save_txt", "save_rois", "save_mpl", "all_channels")
 
 
@@ -39,7 +40,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pretrained_model", default=DEFAULT_MODEL, help="built-in model name or weight file path")
     g.add_argument("--use_gpu", action="store_true", help="run the network on CUDA if available")
     g.add_argument("--gpu_device", default="0", help="CUDA device index")
-    g.add_argument("--diameter", type=float, default=30.0, help="object diameter in pixels (0 = model's own)")
+    g.add_argument("--diameter", type=float, default=0.0,
+                   help="object diameter in pixels (default 0: the model's own training diameter, diam_labels)")
     g.add_argument("--batch_size", type=int, default=8, help="tiles per network pass")
     g.add_argument("--bsize", type=int, default=224, help="tile size in pixels (multiple of 16)")
     g.add_argument("--tile_overlap", type=float, default=0.1, help="fraction of overlap between tiles")

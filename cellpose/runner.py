@@ -145,21 +145,23 @@ def _read_whole(path: Path, options: EvalOptions, caxis: Optional[int]) -> Tuple
     return img, replace(options, channel_axis=caxis)
 
 
-def _write_outputs(path: Path, masks, flows, *, request: RunRequest) -> None:
+def _write_outputs(path: Path, masks, flows, *, request: RunRequest, diameter: float) -> None:
     out = request.outputs
     opts = request.options
     channels = list(opts.channels) if opts.channels is not None else [0, 0]
     try:
         if out.save_npy:
-            io_outputs.save_seg_npy(path, masks=masks, flows=flows, diameter=opts.diameter or 0.0,
+            io_outputs.save_seg_npy(path, masks=masks, flows=flows, diameter=diameter,
                                     channels=channels)
         if out.save_png or out.save_tif:
             io_outputs.save_masks(path, masks, savedir=out.savedir, png=out.save_png, tif=out.save_tif,
                                   suffix=out.suffix, in_folders=out.in_folders)
         if out.save_flows:
-            io_outputs.save_flows(path, flows=flows, savedir=out.savedir, suffix=out.suffix)
+            io_outputs.save_flows(path, flows=flows, savedir=out.savedir, suffix=out.suffix,
+                                  in_folders=out.in_folders)
         if out.save_outlines:
-            io_outputs.save_outlines_png(path, masks, savedir=out.savedir, suffix=out.suffix)
+            io_outputs.save_outlines_png(path, masks, savedir=out.savedir, suffix=out.suffix,
+                                         in_folders=out.in_folders)
     except OSError as err:
         raise CLIError(f"{path}: could not write outputs: {err}") from err
 
@@ -173,9 +175,11 @@ def _check_savedir(request: RunRequest) -> None:
         raise CLIError(str(err)) from err
 
 
-def segment_file(model, path: Path, *, request: RunRequest):
-    """Read, segment and write one image; return its masks."""
+def segment_file(model, path: Path, *, request: RunRequest, report=None):
+    """Read, segment and write one image; return its masks (``report.set_shape`` gets the image shape)."""
     img, options = read_for_channels(path, request.options)
+    if report is not None:
+        report.set_shape(img.shape)
     try:
         masks, flows, _ = model.eval_options(img, options=options)
     except ValueError as err:
@@ -183,7 +187,7 @@ def segment_file(model, path: Path, *, request: RunRequest):
     del img
     if request.outputs.exclude_on_edges:
         masks = remove_edge_masks(masks)
-    _write_outputs(path, masks, flows, request=request)
+    _write_outputs(path, masks, flows, request=request, diameter=options.diameter or model.diam_labels)
     logger.info("%s: %d masks", path, int(masks.max()) if masks.size else 0)
     return masks
 
@@ -194,8 +198,8 @@ def run(request: RunRequest, *, profiler) -> int:
     paths = find_images(request)
     model = _load_model(request)
     for path in paths:
-        with profiler.image(path, options=request):
-            segment_file(model, path, request=request)
+        with profiler.image(path, options=request) as report:
+            segment_file(model, path, request=request, report=report)
     outdir = request.outputs.savedir or os.path.dirname(os.path.abspath(paths[0]))
     profiler.finish(outdir)
     return 0

@@ -24,7 +24,7 @@ def written(tmp_path_factory):
     a = write_preset("exemplar", root / "a", seed=5, **SMALL)
     rc = data_main(["make", "--preset", "exemplar", "--out", str(root / "b"), "--seed", "5",
                     "--size", "200", "170", "--crop", "160", "150"])
-    b = (root / "b" / "exemplar.ome.tif", root / "b" / "exemplar_labels.tif")
+    b = (root / "b" / "exemplar.ome.tif", root / "b" / "exemplar_masks.tif")
     c = write_preset("exemplar", root / "c", seed=6, **SMALL)
     return {"a": a, "b": b, "c": c, "rc": rc, "root": root}
 
@@ -52,7 +52,7 @@ def test_worker_processes_give_identical_bytes(written, tmp_path):
 
 def test_no_temporary_files_left(written):
     names = sorted(p.name for p in (written["root"] / "a").iterdir())
-    assert names == ["exemplar.ome.tif", "exemplar_labels.tif"]
+    assert names == ["exemplar.ome.tif", "exemplar_masks.tif"]
 
 
 def test_ome_metadata(written):
@@ -86,7 +86,7 @@ def test_files_match_in_memory_scene_and_crop(written):
 
 def test_nuclear_only_is_plane_zero(tmp_path, written):
     image_path, labels_path = write_preset("exemplar", tmp_path, channels="nuclear", seed=5, **SMALL)
-    assert image_path.name == "exemplar_nuclear.ome.tif" and labels_path.name == "exemplar_nuclear_labels.tif"
+    assert image_path.name == "exemplar_nuclear.ome.tif" and labels_path.name == "exemplar_nuclear_masks.tif"
     with tifffile.TiffFile(image_path) as tf:
         assert tf.series[0].shape == (160, 150)  # tifffile squeezes the single channel on reading
         assert len(tf.pages) == 1 and 'SizeC="1"' in tf.ome_metadata and 'Name="DNA_1"' in tf.ome_metadata

@@ -2,7 +2,7 @@
 
 ``python -m cellpose.data make --preset exemplar --out DIR [--channels nuclear|all] [--seed N] [--size Y X]
 [--crop Y X] [--diameter LO HI] [--tile 256] [--compression zlib|none] [--workers N]`` writes
-``DIR/<preset>.ome.tif`` (``<preset>_nuclear.ome.tif`` with ``--channels nuclear``) and ``DIR/<stem>_labels.tif``.
+``DIR/<preset>.ome.tif`` (``<preset>_nuclear.ome.tif`` with ``--channels nuclear``) and ``DIR/<stem>_masks.tif``.
 ``python -m cellpose.data presets`` lists the presets.
 """
 from __future__ import annotations

@@ -35,9 +35,9 @@ _COMPRESSIONS = MappingProxyType({"zlib": ("zlib", 1), "none": (None, None)})  #
 
 
 def output_paths(out_dir, stem):
-    """``(DIR/<stem>.ome.tif, DIR/<stem>_labels.tif)`` as :class:`pathlib.Path`."""
+    """``(DIR/<stem>.ome.tif, DIR/<stem>_masks.tif)`` as :class:`pathlib.Path`."""
     out_dir = Path(out_dir)
-    return out_dir / f"{stem}.ome.tif", out_dir / f"{stem}_labels.tif"
+    return out_dir / f"{stem}.ome.tif", out_dir / f"{stem}_masks.tif"
 
 
 @contextlib.contextmanager
@@ -172,7 +172,7 @@ def write_labels(scene, path, *, crop=None, tile=256, compression="zlib", worker
     ----------
     scene : Scene
     path : str or Path
-        Output file (``*_labels.tif``).
+        Output file (``*_masks.tif``).
     crop : (int, int), optional
         Top-left crop (Y, X) as in :func:`write_scene`.
     tile : int
@@ -203,7 +203,7 @@ def _check_crop(scene, crop):
 
 def write_preset(name, out_dir, *, channels="all", seed=0, crop=None, size=None, diameter=(10, 25), tile=256,
                  compression="zlib", workers=1):
-    """Write preset ``name`` as ``out_dir/<stem>.ome.tif`` plus ``out_dir/<stem>_labels.tif``.
+    """Write preset ``name`` as ``out_dir/<stem>.ome.tif`` plus ``out_dir/<stem>_masks.tif``.
 
     Parameters
     ----------

@@ -113,8 +113,11 @@ def _network_pass(net, img, place: _Placement, *, batch_size: int, device) -> tu
     with stage("network") as s:
         for k0 in range(0, grid.ntiles, batch_size):
             ks = range(k0, min(k0 + batch_size, grid.ntiles))
+            with stage("tile"):
+                batch = _cut_tiles(img, place, ks)
             with stage("network.batch") as sb:
-                out, sty = _forward(net, _cut_tiles(img, place, ks), device)
+                out, sty = _forward(net, batch, device)
+                del batch
                 sb.add(tiles=len(ks), pixels=len(ks) * grid.tile[0] * grid.tile[1])
             with stage("tile_average.batch"):
                 acc = _new_acc(out, img) if acc is None else acc

@@ -2,6 +2,8 @@
 from .cpnet import CPnet
 from .weights import (
     BUILTIN_MODELS,
+    BUNDLED_MODELS,
+    DEFAULT_BUNDLED_MODEL,
     DownloadError,
     UnknownModelError,
     WeightsFormatError,
@@ -16,7 +18,7 @@ from .weights import (
 )
 
 __all__ = [
-    "CPnet", "BUILTIN_MODELS", "DownloadError", "UnknownModelError", "WeightsFormatError", "WeightsInfo",
+    "CPnet", "BUILTIN_MODELS", "BUNDLED_MODELS", "DEFAULT_BUNDLED_MODEL", "DownloadError", "UnknownModelError", "WeightsFormatError", "WeightsInfo",
     "WeightsUnavailableError", "cache_dir", "load_weights", "model_filename", "model_url", "resolve_model",
     "save_weights",
 ]

@@ -23,7 +23,7 @@ from ..profiling import stage, timed
 from .cpnet import CPnet, infer_config
 
 __all__ = [
-    "BUILTIN_MODELS", "RESTORE_MODELS", "DEFAULT_MODELS_URL", "NOUT",
+    "BUILTIN_MODELS", "BUNDLED_MODELS", "DEFAULT_BUNDLED_MODEL", "RESTORE_MODELS", "bundled_model_path", "DEFAULT_MODELS_URL", "NOUT",
     "WeightsUnavailableError", "UnknownModelError", "WeightsFormatError", "DownloadError", "WeightsInfo",
     "is_builtin_name", "model_filename", "size_model_filename", "diam_mean_for", "cache_dir", "model_url",
     "download_file", "resolve_file", "resolve_model", "load_weights", "save_weights",
@@ -47,6 +47,10 @@ RESTORE_MODELS: Tuple[str, ...] = (
     + tuple(f"{k}_{v}_{m}" for k in _RESTORE_KINDS for v in ("per", "seg", "rec") for m in ("cyto2", "nuclei"))
     + ("aniso_cyto2", "aniso_nuclei")
 )
+#: Models shipped inside the package (``cellpose/models/<name>``), found without cache or download.
+BUNDLED_MODELS: Tuple[str, ...] = ("cptb_nuclei",)
+#: The CLI's default ``--pretrained_model``.
+DEFAULT_BUNDLED_MODEL = "cptb_nuclei"
 _TORCH0_NAMES = ("cyto", "cyto2", "nuclei")
 _SIZE_MODEL_NAMES = ("cyto", "cyto2", "cyto3", "nuclei")
 _DIAM_KEYS = ("diam_mean", "diam_labels")
@@ -256,13 +260,29 @@ def resolve_file(filename: str, *, base_url: Optional[str] = None, progress: boo
         raise WeightsUnavailableError(filename, url, dest, str(err)) from err
 
 
+def bundled_model_path(name: str) -> Path:
+    """Path of a model shipped in ``cellpose/models``.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        The package was installed without its model file.
+    """
+    path = Path(__file__).resolve().parents[1] / "models" / name
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"bundled model {name!r} is missing from the installation (expected {path}); reinstall cellpose-tb")
+    return path
+
+
 def resolve_model(name_or_path: PathLike, *, base_url: Optional[str] = None, progress: bool = True) -> Path:
     """Turn a model argument into a weight file path.
 
     Parameters
     ----------
     name_or_path : str or path-like
-        An existing file (returned as is) or a built-in name (``cyto3``, ``nuclei``, ...).
+        An existing file (returned as is), a bundled model name (``cptb_nuclei``, shipped in the package) or
+        a built-in upstream name (``cyto3``, ``nuclei``, ..., resolved through the cache and download).
     base_url : str, optional
         Download base URL; default ``$CELLPOSE_MODELS_URL`` or ``https://www.cellpose.org/models``.
     progress : bool
@@ -284,6 +304,8 @@ def resolve_model(name_or_path: PathLike, *, base_url: Optional[str] = None, pro
     if candidate.is_file():
         return candidate
     name = os.fspath(name_or_path)
+    if name in BUNDLED_MODELS:
+        return bundled_model_path(name)
     if not is_builtin_name(name):
         raise UnknownModelError(
             f"model {name!r} is neither an existing weight file nor a built-in model name "

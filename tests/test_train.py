@@ -1,0 +1,138 @@
+"""Training: the objective decreases, the saved file loads here and in upstream, the CLI trains from a folder."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from cellpose.data import make_image
+from cellpose.models import CellposeModel
+from cellpose.net.weights import load_weights
+from cellpose.train import (TrainOptions, diameter_of, loss_fn, prepare_image, random_crop, save_trained,
+                            train_network, _targets)
+
+OPTS = TrainOptions(n_iter=12, batch_size=4, bsize=64, learning_rate=2e-3, seed=0, log_every=100)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    out = [make_image((1, 160, 160), seed=s, diameter=(12, 20)) for s in (11, 12)]
+    return [prepare_image(img[0]) for img, _ in out], [lab.astype(np.int64) for _, lab in out]
+
+
+def _fixed_batch(images, labels, n=4):
+    rng = np.random.default_rng(5)
+    pairs = [random_crop(images[i % 2], labels[i % 2], rng=rng, bsize=64, scale=1.0) for i in range(n)]
+    x = torch.from_numpy(np.stack([p[0] for p in pairs]))
+    y = torch.from_numpy(np.stack([_targets(p[1]) for p in pairs]))
+    return x, y
+
+
+def _batch_loss(net, x, y):
+    net.train()
+    with torch.no_grad():
+        return float(loss_fn(net(x)[0], y))
+
+
+def test_short_training_decreases_the_loss(dataset):
+    images, labels = dataset
+    x, y = _fixed_batch(images, labels)
+    torch.manual_seed(0)
+    from cellpose.net.cpnet import CPnet
+    net = CPnet(diam_mean=17.0)
+    before = _batch_loss(net, x, y)
+    result = train_network(images, labels, options=OPTS, net=net)
+    after = _batch_loss(result.net, x, y)
+    assert len(result.losses) == OPTS.n_iter and np.all(np.isfinite(result.losses))
+    assert after < 0.8 * before, (before, after)
+    assert abs(result.diam_labels - np.mean([diameter_of(lab) for lab in labels])) < 1e-9
+    assert result.net.diam_mean.item() == 17.0
+
+
+def test_random_crop_keeps_labels_aligned_with_image():
+    img = np.zeros((1, 100, 100), np.float32)
+    lab = np.zeros((100, 100), np.int32)
+    img[0, 40:60, 30:50] = 1.0
+    lab[40:60, 30:50] = 3
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x, crop = random_crop(img, lab, rng=rng, bsize=48, scale=1.0)
+        inside = crop == 3
+        if inside.sum() > 20:
+            assert x[0][inside].mean() > 0.9 and x[0][~inside].mean() < 0.1
+
+
+def test_targets_are_five_unit_flows_and_mask():
+    lab = np.zeros((40, 40), np.int32)
+    lab[10:30, 10:30] = 1
+    t = _targets(lab)
+    norm = np.hypot(t[0], t[1])
+    assert t.shape == (3, 40, 40) and np.allclose(norm[lab > 0].max(), 5.0)
+    assert np.array_equal(t[2] > 0, lab > 0)
+
+
+def test_saved_fp16_file_loads_as_float32_and_segments(dataset, tmp_path):
+    images, labels = dataset
+    result = train_network(images, labels, options=TrainOptions(n_iter=2, batch_size=2, bsize=64))
+    path = save_trained(result, tmp_path / "model", fp16=True)
+    state = torch.load(path, weights_only=True)
+    assert state["downsample.down.res_down_0.conv.conv_0.2.weight"].dtype == torch.float16
+    net, info = load_weights(path)
+    assert next(net.parameters()).dtype == torch.float32 and info.diam_from_file
+    assert abs(net.diam_labels.item() - result.diam_labels) < 1e-4
+    masks, flows, _ = CellposeModel(pretrained_model=str(path)).eval(images[0][0], diameter=17)
+    assert masks.shape == images[0].shape[1:]
+
+
+def test_saved_file_round_trips_through_upstream_loader(dataset, tmp_path, reference_python):
+    images, labels = dataset
+    result = train_network(images, labels, options=TrainOptions(n_iter=2, batch_size=2, bsize=64))
+    path = save_trained(result, tmp_path / "model", fp16=True)
+    img = (images[0][0] * 1000).astype(np.float32)
+    np.save(tmp_path / "img.npy", img)
+    script = tmp_path / "ref.py"
+    script.write_text(textwrap.dedent(f"""
+        import numpy as np
+        from cellpose import models
+        m = models.CellposeModel(gpu=False, pretrained_model={str(path)!r})
+        img = np.load({str(tmp_path / 'img.npy')!r})
+        _, flows, _ = m.eval(img, channels=[0, 0], diameter=17, compute_masks=False)
+        np.save({str(tmp_path / 'ref_prob.npy')!r}, flows[2])
+        print(float(m.net.diam_labels.item()))
+    """))
+    proc = subprocess.run([str(reference_python), str(script)], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert abs(float(proc.stdout.strip().splitlines()[-1]) - result.diam_labels) < 1e-4
+    _, flows, _ = CellposeModel(pretrained_model=str(path)).eval(img, channels=[0, 0], diameter=17,
+                                                                compute_masks=False)
+    ref = np.load(tmp_path / "ref_prob.npy")
+    assert np.abs(flows[2] - ref).max() <= 1e-3 * np.abs(ref).max()
+
+
+def test_train_cli_trains_from_a_folder(tmp_path):
+    for s in (21, 22):
+        img, lab = make_image((4, 128, 128), seed=s, diameter=(12, 20))
+        tifffile.imwrite(tmp_path / f"im{s}.tif", img)
+        tifffile.imwrite(tmp_path / f"im{s}_masks.tif", lab)
+    out = tmp_path / "trained"
+    cmd = [sys.executable, "-m", "cellpose", "train", "--dir", str(tmp_path), "--chan", "1", "--n_iter", "2",
+           "--batch_size", "2", "--bsize", "64", "--out", str(out), "--save_fp16"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    net, _ = load_weights(out)
+    assert net.diam_mean.item() == 17.0
+
+
+def test_train_cli_reports_missing_labels(tmp_path):
+    img, _ = make_image((1, 64, 64), seed=1)
+    tifffile.imwrite(tmp_path / "a.tif", img[0])
+    proc = subprocess.run([sys.executable, "-m", "cellpose", "train", "--dir", str(tmp_path), "--out",
+                           str(tmp_path / "m")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "no label file a_masks.tif" in proc.stderr and not (tmp_path / "m").exists()
