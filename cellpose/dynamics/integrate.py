@@ -49,8 +49,15 @@ def _bilinear(dP, fg, c, py, px):
     return np.float32(((t1 + t2) + t3) + np.float64(t4))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sample(dP, fg, c, py, px, interp):
+    if interp:
+        return _bilinear(dP, fg, c, py, px)
+    return _field(dP, fg, c, int(py), int(px))
+
+
 @numba.njit(cache=True, nogil=True)
-def _follow_interp(dP, fg, niter, out):
+def _follow(dP, fg, niter, interp, out):
     Ly, Lx = fg.shape
     ymax = np.float32(Ly - 1)
     xmax = np.float32(Lx - 1)
@@ -62,32 +69,8 @@ def _follow_interp(dP, fg, niter, out):
             py = np.float32(y)
             px = np.float32(x)
             for _ in range(niter):
-                dy = _bilinear(dP, fg, 0, py, px)
-                dx = _bilinear(dP, fg, 1, py, px)
-                py = min(max(np.float32(py + dy), np.float32(0.0)), ymax)
-                px = min(max(np.float32(px + dx), np.float32(0.0)), xmax)
-            out[0, k] = np.int32(py)
-            out[1, k] = np.int32(px)
-            k += 1
-
-
-@numba.njit(cache=True, nogil=True)
-def _follow_nearest(dP, fg, niter, out):
-    Ly, Lx = fg.shape
-    ymax = np.float32(Ly - 1)
-    xmax = np.float32(Lx - 1)
-    k = 0
-    for y in range(Ly):
-        for x in range(Lx):
-            if not fg[y, x]:
-                continue
-            py = np.float32(y)
-            px = np.float32(x)
-            for _ in range(niter):
-                iy = int(py)
-                ix = int(px)
-                dy = _field(dP, fg, 0, iy, ix)
-                dx = _field(dP, fg, 1, iy, ix)
+                dy = _sample(dP, fg, 0, py, px, interp)
+                dx = _sample(dP, fg, 1, py, px, interp)
                 py = min(max(np.float32(py + dy), np.float32(0.0)), ymax)
                 px = min(max(np.float32(px + dx), np.float32(0.0)), xmax)
             out[0, k] = np.int32(py)
@@ -121,6 +104,5 @@ def follow_flows(dP: np.ndarray, fg: np.ndarray, *, niter: int, interp: bool = T
     if niter < 0:
         raise ValueError(f"niter must be >= 0, got {niter}")
     out = np.empty((2, int(np.count_nonzero(fg))), np.int32)
-    kernel = _follow_interp if interp else _follow_nearest
-    kernel(dP, fg, int(niter), out)
+    _follow(dP, fg, int(niter), bool(interp), out)
     return out
