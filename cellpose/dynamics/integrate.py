@@ -33,8 +33,18 @@ def _field(dP, fg, c, y, x):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _bilinear(dP, fg, c, py, px):
-    """Bilinear sample of channel ``c`` of F at (py, px), in upstream's float32/float64 evaluation order."""
+def _blend(a, b, c, d, fy, fx):
+    """Bilinear blend of corner values a..d (float32) in upstream's float32/float64 evaluation order."""
+    t1 = np.float64(a) * (1.0 - np.float64(fy)) * (1.0 - np.float64(fx))
+    t2 = np.float64(b) * (1.0 - np.float64(fy)) * np.float64(fx)
+    t3 = np.float64(np.float32(c * fy)) * (1.0 - np.float64(fx))
+    t4 = np.float32(np.float32(d * fy) * fx)
+    return np.float32(((t1 + t2) + t3) + np.float64(t4))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bilinear(dP, fg, py, px):
+    """Bilinear sample of both channels of F at (py, px); corners are clamped to the image."""
     Ly, Lx = fg.shape
     y0 = min(max(int(py), 0), Ly - 1)
     x0 = min(max(int(px), 0), Lx - 1)
@@ -42,22 +52,24 @@ def _bilinear(dP, fg, c, py, px):
     x1 = min(x0 + 1, Lx - 1)
     fy = py - np.float32(int(py))
     fx = px - np.float32(int(px))
-    t1 = np.float64(_field(dP, fg, c, y0, x0)) * (1.0 - np.float64(fy)) * (1.0 - np.float64(fx))
-    t2 = np.float64(_field(dP, fg, c, y0, x1)) * (1.0 - np.float64(fy)) * np.float64(fx)
-    t3 = np.float64(np.float32(_field(dP, fg, c, y1, x0) * fy)) * (1.0 - np.float64(fx))
-    t4 = np.float32(np.float32(_field(dP, fg, c, y1, x1) * fy) * fx)
-    return np.float32(((t1 + t2) + t3) + np.float64(t4))
+    dy = _blend(_field(dP, fg, 0, y0, x0), _field(dP, fg, 0, y0, x1), _field(dP, fg, 0, y1, x0),
+                _field(dP, fg, 0, y1, x1), fy, fx)
+    dx = _blend(_field(dP, fg, 1, y0, x0), _field(dP, fg, 1, y0, x1), _field(dP, fg, 1, y1, x0),
+                _field(dP, fg, 1, y1, x1), fy, fx)
+    return dy, dx
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _sample(dP, fg, c, py, px, interp):
+def _step(dP, fg, py, px, interp):
     if interp:
-        return _bilinear(dP, fg, c, py, px)
-    return _field(dP, fg, c, int(py), int(px))
+        return _bilinear(dP, fg, py, px)
+    iy, ix = int(py), int(px)
+    return _field(dP, fg, 0, iy, ix), _field(dP, fg, 1, iy, ix)
 
 
 @numba.njit(cache=True, nogil=True)
 def _follow(dP, fg, niter, interp, out):
+    """Integrate every foreground pixel; a pixel that stops moving exactly (a fixed point) is done early."""
     Ly, Lx = fg.shape
     ymax = np.float32(Ly - 1)
     xmax = np.float32(Lx - 1)
@@ -69,10 +81,12 @@ def _follow(dP, fg, niter, interp, out):
             py = np.float32(y)
             px = np.float32(x)
             for _ in range(niter):
-                dy = _sample(dP, fg, 0, py, px, interp)
-                dx = _sample(dP, fg, 1, py, px, interp)
-                py = min(max(np.float32(py + dy), np.float32(0.0)), ymax)
-                px = min(max(np.float32(px + dx), np.float32(0.0)), xmax)
+                dy, dx = _step(dP, fg, py, px, interp)
+                ny = min(max(np.float32(py + dy), np.float32(0.0)), ymax)
+                nx = min(max(np.float32(px + dx), np.float32(0.0)), xmax)
+                if ny == py and nx == px:
+                    break
+                py, px = ny, nx
             out[0, k] = np.int32(py)
             out[1, k] = np.int32(px)
             k += 1
