@@ -111,16 +111,26 @@ class CellposeModel:
         file_diam = float(self.net.diam_mean.item())
         self.diam_mean = diam_mean_for(str(name), default=diam_mean) if is_builtin_name(str(name)) else file_diam
         self.diam_labels = float(self.net.diam_labels.item())
+        # upstream keeps a weight file's diam_mean/diam_labels as float32 scalars, so for any file loaded by path
+        # its rescale and rescaled sizes are float32 arithmetic (spec §2.3); built-in names use Python floats
+        self._float32_rescale = not is_builtin_name(str(name))
         logger.info("loaded %s (diam_mean %.1f, diam_labels %.1f) on %s", self.pretrained_model,
                     self.diam_mean, self.diam_labels, self.device)
 
     def rescale_for(self, diameter: Optional[float], rescale: Optional[float] = None) -> float:
-        """Return the image scale factor for ``diameter`` (spec §2.3)."""
+        """Return the image scale factor for ``diameter`` (spec §2.3).
+
+        A ``numpy.float32`` for weight files loaded by path (float32 division, as upstream), else a float.
+        """
         if diameter is not None and diameter > 0:
-            return float(self.diam_mean) / float(diameter)
-        if rescale is not None and rescale > 0:
+            denominator = diameter
+        elif rescale is not None and rescale > 0:
             return float(rescale)
-        return float(self.diam_mean) / float(self.diam_labels)
+        else:
+            denominator = self.diam_labels
+        if self._float32_rescale:
+            return np.float32(self.diam_mean) / np.float32(denominator)
+        return float(self.diam_mean) / float(denominator)
 
     def eval(self, x, batch_size: int = 8, channels: Optional[Sequence[int]] = None,
              channel_axis: Optional[int] = None, normalize=True, invert: bool = False,
@@ -199,7 +209,8 @@ class CellposeModel:
     def _network(self, img: np.ndarray, *, scale: float, options: EvalOptions):
         if scale != 1.0:
             with stage("resize"):
-                Lyr, Lxr = int(img.shape[0] * scale), int(img.shape[1] * scale)
+                # int(L * scale) in the precision of scale (float32 for weight files, as upstream)
+                Lyr, Lxr = (int(type(scale)(n) * scale) for n in img.shape[:2])
                 if Lyr < 1 or Lxr < 1:
                     raise ValueError(f"diameter gives a rescaled image of {Lyr}x{Lxr} pixels")
                 img = resize_image(img, Ly=Lyr, Lx=Lxr)
@@ -211,12 +222,18 @@ class CellposeModel:
         dyn = options.dynamics
         niter = dyn.niter
         if not niter:
-            niter = 200 if (not options.resample or scale == 1.0) else int((1.0 / np.float64(scale)) * 200.0)
+            niter = 200 if (not options.resample or scale == 1.0) else _niter_for(scale)
         with stage("dynamics"):
             masks = _compute_masks(y[:2], y[2], niter=int(niter), cellprob_threshold=dyn.cellprob_threshold,
                                    flow_threshold=dyn.flow_threshold, min_size=dyn.min_size,
                                    max_size_fraction=dyn.max_size_fraction, interp=dyn.interp, shape=tuple(shape))
         return masks
+
+
+def _niter_for(scale) -> int:
+    """Euler steps for a rescaled image: ``(1 / scale) * 200`` in the precision of ``scale``, truncated."""
+    kind = np.float32 if isinstance(scale, np.float32) else np.float64
+    return int((kind(1.0) / kind(scale)) * kind(200.0))
 
 
 def _as_numpy(x) -> np.ndarray:
