@@ -118,7 +118,7 @@ def test_saved_file_round_trips_through_upstream_loader(dataset, tmp_path, refer
 def test_train_cli_trains_from_a_folder(tmp_path):
     for s in (21, 22):
         img, lab = make_image((4, 128, 128), seed=s, diameter=(12, 20))
-        tifffile.imwrite(tmp_path / f"im{s}.tif", img)
+        tifffile.imwrite(tmp_path / f"im{s}.tif", img, photometric="minisblack")
         tifffile.imwrite(tmp_path / f"im{s}_masks.tif", lab)
     out = tmp_path / "trained"
     cmd = [sys.executable, "-m", "cellpose", "train", "--dir", str(tmp_path), "--chan", "1", "--n_iter", "2",
