@@ -285,18 +285,9 @@ def make_image(size, folder: Path) -> Path:
 
 def make_weights(path: Path, seed: int = 0) -> Path:
     """Save a random full-size CPnet (diam_mean 17, perturbed BatchNorm running stats) to ``path``."""
-    import torch
-
-    from cellpose.net.cpnet import CPnet
+    from cellpose.net.cpnet import random_cpnet
     from cellpose.net.weights import save_weights
-    torch.manual_seed(seed)
-    net = CPnet(diam_mean=DIAMETER)
-    with torch.no_grad():
-        for name, t in net.state_dict().items():
-            if name.endswith("running_mean"):
-                t.copy_(torch.randn_like(t) * 0.2)
-            elif name.endswith("running_var"):
-                t.copy_(torch.rand_like(t) + 0.5)
+    net = random_cpnet(seed=seed, diam_mean=DIAMETER)
     return save_weights(net, path)
 
 

@@ -201,7 +201,7 @@ class CellposeModel:
         norm = options.normalize
         if norm.normalize or norm.lowhigh is not None:
             with stage("normalize"):
-                img = normalize_image(img, options=norm)
+                img = normalize_image(img, options=norm, inplace=True)
         elif norm.invert:
             raise ValueError("invert=True needs normalisation (normalize=False was given)")
         return img

@@ -39,19 +39,10 @@ def run_reference(python: Path, script: Path, *args, timeout: float = 600) -> su
 @pytest.fixture(scope="session")
 def random_weights(tmp_path_factory) -> Path:
     """A random full-size CPnet saved by ours, BatchNorm running stats moved away from 0/1."""
-    import torch
-
-    from cellpose.net.cpnet import CPnet
+    from cellpose.net.cpnet import random_cpnet
     from cellpose.net.weights import save_weights
 
-    torch.manual_seed(0)
-    net = CPnet()
-    with torch.no_grad():
-        for name, t in net.state_dict().items():
-            if name.endswith("running_mean"):
-                t.copy_(torch.randn_like(t) * 0.2)
-            elif name.endswith("running_var"):
-                t.copy_(torch.rand_like(t) + 0.5)
+    net = random_cpnet(seed=0)
     path = tmp_path_factory.mktemp("weights") / "random_cpnet"
     save_weights(net, path)
     return path

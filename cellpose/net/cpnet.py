@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CPnet", "DEFAULT_NBASE", "STYLE_CHANNELS"]
+__all__ = ["CPnet", "DEFAULT_NBASE", "STYLE_CHANNELS", "random_cpnet"]
 
 DEFAULT_NBASE: Tuple[int, ...] = (2, 32, 64, 128, 256)
 STYLE_CHANNELS = 256
@@ -215,3 +215,35 @@ def infer_config(state_dict) -> dict:
     sz = state_dict["downsample.down.res_down_0.conv.conv_0.2.weight"].shape[-1]
     nout = state_dict["output.2.weight"].shape[0]
     return {"nbase": tuple(int(n) for n in nbase), "nout": int(nout), "sz": int(sz)}
+
+
+def random_cpnet(*, seed: int = 0, diam_mean: float = 30.0, bn_mean_scale: float = 0.2) -> CPnet:
+    """A seeded random full-size CPnet whose BatchNorm running statistics are moved away from 0 and 1.
+
+    Used for parity tests and benchmarks: with the default statistics (mean 0, variance 1) BatchNorm in eval
+    mode is nearly the identity, which would hide a wrong running-statistics path.
+
+    Parameters
+    ----------
+    seed : int
+        ``torch.manual_seed`` value.
+    diam_mean : float
+        Initial ``diam_mean`` and ``diam_labels``.
+    bn_mean_scale : float
+        Running means are N(0, bn_mean_scale²); running variances are U(0.5, 1.5).
+
+    Returns
+    -------
+    CPnet
+        In eval mode, float32, on the CPU.
+    """
+    torch.manual_seed(seed)
+    net = CPnet(diam_mean=diam_mean)
+    with torch.no_grad():
+        for name, t in net.state_dict().items():
+            if name.endswith("running_mean"):
+                t.copy_(torch.randn_like(t) * bn_mean_scale)
+            elif name.endswith("running_var"):
+                t.copy_(torch.rand_like(t) + 0.5)
+    return net.eval()
+
