@@ -35,13 +35,14 @@ from cellpose.train import TrainOptions, load_pretrained, prepare_image, save_tr
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def training_set(size: int = 384, extra: bool = False):
+def training_set(size: int = 384, extra: bool = False, n_extra: int = 8):
     """Generator images: 24 of mixed nucleus sizes (seeds 1000-1023, diameters 8-28 px); with ``extra``, also
-    8 crowded small-nuclei images (seeds 2000-2007, 8-14 px) and 8 large-nuclei images (seeds 3000-3007,
-    18-30 px)."""
+    ``n_extra`` crowded small-nuclei images (seeds 2000+, 8-14 px) and ``n_extra`` large-nuclei images
+    (seeds 3000+, 18-30 px)."""
     specs = [(seed, (8, 28)) for seed in range(1000, 1024)]
     if extra:
-        specs += [(seed, (8, 14)) for seed in range(2000, 2008)] + [(seed, (18, 30)) for seed in range(3000, 3008)]
+        specs += [(seed, (8, 14)) for seed in range(2000, 2000 + n_extra)]
+        specs += [(seed, (18, 30)) for seed in range(3000, 3000 + n_extra)]
     images, labels = [], []
     for seed, diameter in specs:
         img, lab = make_image((1, size, size), seed=seed, diameter=diameter)
@@ -58,15 +59,17 @@ def main() -> None:
     p.add_argument("--learning_rate", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--extra", action="store_true", help="add the crowded-small and large-nuclei images")
+    p.add_argument("--n_extra", type=int, default=8, help="how many of each extra kind (with --extra)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.perf_counter()
-    images, labels = training_set(extra=args.extra)
+    images, labels = training_set(extra=args.extra, n_extra=args.n_extra)
     options = TrainOptions(n_iter=args.n_iter, batch_size=8, bsize=112, learning_rate=args.learning_rate,
                            diam_mean=17.0, seed=args.seed, log_every=20)
     result = train_network(images, labels, options=options, net=load_pretrained(args.init) if args.init else None)
     out = save_trained(result, args.out, fp16=True)
-    log = {"n_iter": args.n_iter, "init": args.init, "learning_rate": args.learning_rate, "seed": args.seed, "extra": args.extra, "train_seconds": result.seconds, "total_seconds": time.perf_counter() - t0,
+    log = {"n_iter": args.n_iter, "init": args.init, "learning_rate": args.learning_rate, "seed": args.seed, "extra": args.extra,
+           "n_extra": args.n_extra, "train_seconds": result.seconds, "total_seconds": time.perf_counter() - t0,
            "diam_labels": result.diam_labels, "loss_first10": float(np.mean(result.losses[:10])),
            "loss_last20": float(np.mean(result.losses[-20:]))}
     with open(str(out) + ".train.json", "a") as fh:

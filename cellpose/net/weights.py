@@ -10,7 +10,6 @@ import http.client
 import logging
 import os
 import pickle
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Mapping, Optional, Tuple, Union
 import torch
 from tqdm import tqdm
 
+from ..io.atomic import atomic_write
 from ..profiling import stage, timed
 from .cpnet import CPnet, infer_config
 
@@ -184,14 +184,6 @@ def _copy_stream(resp, fh, *, total: Optional[int], desc: str, progress: bool) -
             bar.update(len(chunk))
 
 
-def _unlink_quietly(path: str) -> None:
-    """Remove ``path`` if it exists."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 def download_file(url: str, dest: PathLike, *, progress: bool = True, timeout: float = 60.0) -> Path:
     """Download ``url`` to ``dest`` atomically.
 
@@ -224,9 +216,8 @@ def download_file(url: str, dest: PathLike, *, progress: bool = True, timeout: f
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with stage("download_weights") as s, os.fdopen(fd, "wb") as fh:
+    with atomic_write(dest, suffix=".part") as tmp:
+        with stage("download_weights") as s, open(tmp, "wb") as fh:
             with urllib.request.urlopen(url, timeout=timeout) as resp:
                 total = _content_length(resp)
                 got = _copy_stream(resp, fh, total=total, desc=dest.name, progress=progress)
@@ -234,10 +225,6 @@ def download_file(url: str, dest: PathLike, *, progress: bool = True, timeout: f
         if total is not None and got != total:
             raise DownloadError(f"incomplete download of {url}: got {got} of {total} bytes")
         os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, dest)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
     return dest
 
 
@@ -437,13 +424,7 @@ def save_weights(net: torch.nn.Module, path: PathLike, *, dtype: torch.dtype = t
     path = Path(path)
     state = {k: v.detach().to("cpu", dtype=dtype if v.is_floating_point() and k not in _DIAM_KEYS else v.dtype)
              for k, v in net.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_write(path, suffix=".tmp") as tmp:
         torch.save(state, tmp)
         os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
     return path
