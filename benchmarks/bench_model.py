@@ -12,6 +12,9 @@ Real data: the StarDist wheel (PyPI ``stardist``) ships ``stardist/data/images/i
 (a fluorescence nuclei image from the 2018 Data Science Bowl with its annotation). Point ``CPTB_STARDIST_DIR``
 at a folder holding those two files (e.g. ``pip download stardist --no-deps`` and unzip the wheel), or install
 ``stardist``; otherwise that case is skipped. The model was not tuned on it.
+
+``CPTB_BENCH_MODEL`` (a model name or weight file) scores another model, e.g. a candidate from
+``scripts/train_bundled.py --out``.
 """
 from __future__ import annotations
 
@@ -82,7 +85,7 @@ def stardist_scores(model) -> dict:
 
 
 def run() -> dict:
-    model = CellposeModel(pretrained_model="cptb_nuclei")
+    model = CellposeModel(pretrained_model=os.environ.get("CPTB_BENCH_MODEL", "cptb_nuclei"))
     t0 = time.perf_counter()
     res = {"thresholds": THRESHOLDS, "synthetic": synthetic_scores(model), "stardist": stardist_scores(model),
            "diam_labels": model.diam_labels}
