@@ -10,8 +10,10 @@ import tifffile
 
 from cellpose.data import Scene, channel_names, make_image, write_preset
 from cellpose.data.__main__ import main as data_main
-from cellpose.data.cells import COL_BRIGHT, COL_CX, COL_CY, COL_DIVIDING, COL_REACH, reach
-from cellpose.data.presets import CYTOPLASM, MEMBRANE, NUCLEAR, channel_marker
+from cellpose.data.cells import (COL_A, COL_B, COL_BRIGHT, COL_COS, COL_CX, COL_CY, COL_DIVIDING, COL_REACH,
+                                 COL_THICK, N_COLS, reach)
+from cellpose.data.presets import CYTOPLASM, DNA, MEMBRANE, NUCLEAR, channel_marker
+from cellpose.data.render import SEAM_DIP, labels_from, raster, shade
 
 SMALL = dict(size=(200, 170), crop=(160, 150))  # a small custom scene of the exemplar layout, 12 channels
 OME_NS = "{http://www.openmicroscopy.org/Schemas/OME/2016-06}"
@@ -125,6 +127,33 @@ def test_band_rendering_equals_whole(channel):
     np.testing.assert_array_equal(rows, whole)
     np.testing.assert_array_equal(cols, whole)
     assert whole.std() > 0
+
+
+def _round_nuclei(centres, radius=8.0):
+    """Parameter table of round, untextured nuclei at ``centres`` (y, x)."""
+    P = np.zeros((len(centres), N_COLS))
+    for n, (cy, cx) in enumerate(centres):
+        P[n, [COL_CY, COL_CX, COL_A, COL_B, COL_COS, COL_THICK]] = cy, cx, radius, radius, 1.0, 3.0
+        P[n, COL_REACH] = radius + 3.0 + 1.5
+    return P
+
+
+def _dna(P):
+    geom = raster(P, 0, 0, 40, 60)
+    n = len(P)
+    keys = np.zeros(3, np.uint64)
+    img = shade(DNA, geom, np.ones(n), np.zeros(n), P[:, COL_THICK].copy(), 0, 0, keys, 1.6, 100.0, 0.0)
+    return img, labels_from(geom[0], geom[1], np.arange(1, n + 1))
+
+
+def test_touching_nuclei_dip_along_their_shared_boundary():
+    pair, pair_lab = _dna(_round_nuclei([(20.0, 24.0), (20.0, 36.0)]))  # overlapping: they meet at x = 30
+    alone, _ = _dna(_round_nuclei([(20.0, 24.0)]))
+    assert pair_lab[20, 29] == 1 and pair_lab[20, 31] == 2
+    seam = pair[20, 29:32].min()
+    assert seam < (1.0 - 0.8 * SEAM_DIP) * alone[20, 29:32].min()
+    assert pair[20, 24] == pytest.approx(alone[20, 24])
+    assert pair[20, 26] == pytest.approx(alone[20, 26])
 
 
 def test_band_labels_equal_whole():
