@@ -23,7 +23,8 @@ def _check(dP: np.ndarray, cellprob: np.ndarray) -> None:
 
 def compute_masks(dP: np.ndarray, cellprob: np.ndarray, *, niter: int = 200, cellprob_threshold: float = 0.0,
                   flow_threshold: Optional[float] = 0.4, min_size: int = 15, max_size_fraction: float = 0.4,
-                  interp: bool = True, shape: Optional[Tuple[int, int]] = None) -> np.ndarray:
+                  interp: bool = True, shape: Optional[Tuple[int, int]] = None,
+                  image_pixels: Optional[int] = None) -> np.ndarray:
     """Segment cells from the network's flows and cell probability.
 
     Parameters
@@ -46,6 +47,9 @@ def compute_masks(dP: np.ndarray, cellprob: np.ndarray, *, niter: int = 200, cel
     shape : (int, int) or None
         Output size. When it differs from (Ly, Lx), labels are resized (nearest neighbour) before holes
         are filled and small masks removed, as upstream does with ``resample=False``.
+    image_pixels : int, optional
+        Pixel count that ``max_size_fraction`` refers to; default ``Ly * Lx``. Blockwise segmentation passes
+        the whole slide's count so that a block removes the same masks as the whole image would.
 
     Returns
     -------
@@ -63,7 +67,7 @@ def compute_masks(dP: np.ndarray, cellprob: np.ndarray, *, niter: int = 200, cel
     with stage("dynamics.follow_flows", pixels=n_fg, steps=int(niter) * n_fg):
         p = follow_flows(dP, fg, niter=niter, interp=interp)
     with stage("dynamics.get_masks") as s:
-        masks = get_masks(p, fg, max_size_fraction=max_size_fraction)
+        masks = get_masks(p, fg, max_size_fraction=max_size_fraction, image_pixels=image_pixels)
         del p, fg
         s.add(cells=int(masks.max()))
     if flow_threshold is not None and flow_threshold > 0 and masks.max() > 0:

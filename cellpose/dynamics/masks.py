@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numba
 import numpy as np
 
@@ -139,16 +141,22 @@ def _counts(masks: np.ndarray) -> np.ndarray:
     return np.bincount(masks.ravel(), minlength=int(masks.max()) + 1)
 
 
-def remove_big_masks(masks: np.ndarray, *, max_size_fraction: float) -> None:
-    """Zero, in place, labels covering more than ``max_size_fraction`` of the image."""
+def remove_big_masks(masks: np.ndarray, *, max_size_fraction: float, image_pixels: Optional[int] = None) -> None:
+    """Zero, in place, labels covering more than ``max_size_fraction`` of the image.
+
+    ``image_pixels`` is the pixel count the fraction refers to (default ``masks.size``); a block of a larger
+    image passes the whole image's count so that it removes the same masks as the whole image would.
+    """
     counts = _counts(masks)
-    big = np.flatnonzero(counts > max_size_fraction * masks.size)
+    total = masks.size if image_pixels is None else int(image_pixels)
+    big = np.flatnonzero(counts > max_size_fraction * total)
     big = big[big > 0]
     if big.size:
         masks[np.isin(masks, big)] = 0
 
 
-def get_masks(p: np.ndarray, fg: np.ndarray, *, max_size_fraction: float = 0.4) -> np.ndarray:
+def get_masks(p: np.ndarray, fg: np.ndarray, *, max_size_fraction: float = 0.4,
+              image_pixels: Optional[int] = None) -> np.ndarray:
     """Label image from the converged positions of the foreground pixels.
 
     Parameters
@@ -159,6 +167,8 @@ def get_masks(p: np.ndarray, fg: np.ndarray, *, max_size_fraction: float = 0.4) 
         Foreground mask with N True pixels.
     max_size_fraction : float
         Masks with more than this fraction of the image's pixels are removed.
+    image_pixels : int, optional
+        Pixel count of the whole image (default ``Ly * Lx``), for a block cut from a larger image.
 
     Returns
     -------
@@ -175,7 +185,7 @@ def get_masks(p: np.ndarray, fg: np.ndarray, *, max_size_fraction: float = 0.4) 
     masks = np.zeros((Ly, Lx), np.uint32)
     _lookup(grid, fg, p, masks)
     del grid
-    remove_big_masks(masks, max_size_fraction=max_size_fraction)
+    remove_big_masks(masks, max_size_fraction=max_size_fraction, image_pixels=image_pixels)
     renumber(masks)
     return masks
 
