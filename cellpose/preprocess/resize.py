@@ -12,7 +12,7 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["resize_image", "resize_masks", "nearest_indices", "pad_amounts"]
+__all__ = ["resize_image", "resize_window", "linear_taps", "resize_masks", "nearest_indices", "pad_amounts"]
 
 _CV_MAX_CHANNELS = 512
 
@@ -49,6 +49,67 @@ def _cv_linear(img: np.ndarray, Ly: int, Lx: int) -> np.ndarray:
     if img.ndim == 3 and out.ndim == 2:
         out = out[:, :, np.newaxis]
     return out
+
+
+def linear_taps(o0: int, o1: int, *, src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of output pixels ``[o0, o1)`` of OpenCV's bilinear resize along one axis.
+
+    Output ``o`` samples ``f = (o + 0.5) * (1 / (dst / src)) - 0.5`` (float64); ``i = floor(f)``, weight
+    ``a = f - i`` of pixel ``i + 1``; before the first pixel and from the last pixel on, ``a = 0`` and ``i``
+    is clamped.
+
+    Returns
+    -------
+    i0, i1 : ndarray (o1 - o0,) int64
+        The two source pixels of each output pixel (``i1 = min(i0 + 1, src - 1)``).
+    a : ndarray (o1 - o0,) float32
+        Weight of ``i1``; ``1 - a`` is the weight of ``i0``.
+    """
+    scale = 1.0 / (dst / src)
+    f = (np.arange(o0, o1, dtype=np.float64) + 0.5) * scale - 0.5
+    i0 = np.floor(f).astype(np.int64)
+    a = (f - i0).astype(np.float32)
+    low, high = i0 < 0, i0 >= src - 1
+    a[low | high] = 0
+    i0 = np.clip(i0, 0, src - 1)
+    return i0, np.minimum(i0 + 1, src - 1), a
+
+
+def resize_window(window: np.ndarray, *, origin: tuple, full_src: tuple, full_dst: tuple, box: tuple) -> np.ndarray:
+    """A window of the bilinear resize of a large image, computed from a window of that image.
+
+    ``resize_image(full, Ly=full_dst[0], Lx=full_dst[1])[y0:y1, x0:x1]`` without the full image: the result
+    agrees with OpenCV's to float32 rounding (the same sample positions and weights, separable rows then
+    columns), so a block of a slide sees the pixels the whole-image resize would give it.
+
+    Parameters
+    ----------
+    window : ndarray (h, w) or (h, w, C), real dtype
+        Source pixels ``[origin[0], origin[0] + h) x [origin[1], origin[1] + w)`` of the full image; it must
+        hold every source pixel the output box reads (see ``geometry.linear_source_span``).
+    origin : (int, int)
+        Top-left of ``window`` in the full source image.
+    full_src, full_dst : (int, int)
+        Full image size before and after resizing.
+    box : (y0, y1, x0, x1)
+        Output pixels wanted, in full output coordinates.
+
+    Returns
+    -------
+    out : ndarray (y1 - y0, x1 - x0[, C]) float32
+    """
+    y0, y1, x0, x1 = box
+    iy0, iy1, ay = linear_taps(y0, y1, src=full_src[0], dst=full_dst[0])
+    ix0, ix1, ax = linear_taps(x0, x1, src=full_src[1], dst=full_dst[1])
+    iy0, iy1, ix0, ix1 = iy0 - origin[0], iy1 - origin[0], ix0 - origin[1], ix1 - origin[1]
+    if min(iy0.min(), ix0.min()) < 0 or iy1.max() >= window.shape[0] or ix1.max() >= window.shape[1]:
+        raise ValueError(f"window at {origin} of shape {window.shape[:2]} does not hold the pixels of box {box}")
+    w = window.astype(np.float32, copy=False)
+    extra = (np.newaxis,) * (w.ndim - 2)
+    ax_b = ax[(slice(None),) + extra]
+    rows = w[:, ix0] * (np.float32(1) - ax_b) + w[:, ix1] * ax_b
+    ay_b = ay[(slice(None), np.newaxis) + extra]
+    return rows[iy0] * (np.float32(1) - ay_b) + rows[iy1] * ay_b
 
 
 def resize_masks(masks: np.ndarray, *, Ly: int, Lx: int) -> np.ndarray:

@@ -1,0 +1,100 @@
+"""Running blocks on Dask: one model per worker (a worker plugin), thread counts that share the cores.
+
+Each worker process loads the model once, in :class:`ModelPlugin.setup`, and every block task on that worker
+uses it. Torch and numba get ``cores // workers`` threads and Dask one thread per worker, so the three do
+not oversubscribe the cores. Tasks write their block record into the run's work folder themselves (only
+small statistics travel back), so the folder must be on a file system that every worker sees (always true
+for a ``LocalCluster``).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+__all__ = ["ModelSpec", "ModelPlugin", "block_task", "local_client", "worker_threads"]
+
+logger = logging.getLogger(__name__)
+
+PLUGIN_NAME = "cellpose-tb-model"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a worker rebuilds the driver's model: weight file, device, threads."""
+
+    pretrained_model: str
+    device: str = "cpu"
+    threads: int = 1
+
+
+def worker_threads(workers: int) -> int:
+    """Torch/numba threads per worker so that ``workers`` processes share this machine's cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, int(workers)))
+
+
+def _set_threads(threads: int) -> None:
+    import numba
+    import torch
+
+    torch.set_num_threads(int(threads))
+    with contextlib.suppress(ValueError):
+        numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+
+
+def load_model(spec: ModelSpec):
+    """Set the thread counts and load the model described by ``spec`` (runs in the worker)."""
+    from ..models import CellposeModel
+
+    _set_threads(spec.threads)
+    return CellposeModel(pretrained_model=spec.pretrained_model, device=spec.device)
+
+
+class ModelPlugin(WorkerPlugin):
+    """Dask worker plugin that holds one loaded model per worker process."""
+
+    name = PLUGIN_NAME
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self.model = None
+
+    def setup(self, worker=None):
+        """Load the model when the plugin reaches a worker."""
+        self.model = load_model(self.spec)
+        logger.info("worker %s: model %s loaded", getattr(worker, "address", "?"), self.spec.pretrained_model)
+
+    def teardown(self, worker=None):
+        """Drop the model."""
+        self.model = None
+
+
+def block_task(plane, plan, k: int, work_path: str) -> dict:
+    """Segment block ``k`` on a worker with the worker's model, record it, return its statistics."""
+    from distributed import get_worker
+
+    from .records import WorkFolder
+    from .worker import segment_block
+
+    model = get_worker().plugins[PLUGIN_NAME].model
+    result = segment_block(model, plane, plan, k)
+    WorkFolder(work_path).save(result)
+    return result.stats
+
+
+@contextlib.contextmanager
+def local_client(workers: int, *, scheduler: Optional[str] = None):
+    """A ``distributed.Client`` on ``scheduler``, or on a new ``LocalCluster`` of ``workers`` processes."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    with LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None,
+                      memory_limit=0) as cluster, Client(cluster) as client:
+        yield client

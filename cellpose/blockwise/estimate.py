@@ -1,0 +1,87 @@
+"""``--estimate``: predicted peak memory and time of a blockwise run, from the block size and the model.
+
+The cost model is linear in the pixels a worker holds and processes; its constants were measured with
+``benchmarks/bench_blockwise.py`` (see GUIDELINES.md, "Blockwise"), on 2-core machines, fp32 torch:
+
+* memory of one worker: ``WORKER_BASE_MB`` (interpreter, torch, numba, the model) plus
+  ``BYTES_PER_REGION_PX`` per pixel of the block's region (core + halo) at image resolution, which covers the
+  input window, the rescaled network input and output, the flows and the dynamics' buffers;
+* the driver (scheduler and client, or the serial process) adds ``DRIVER_BASE_MB``;
+* time: ``NETWORK_S_PER_MPX`` per million network-input pixels of every non-empty block's tiles on one
+  thread (divided by the threads a worker has), plus ``DYNAMICS_S_PER_MPX`` per million region pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..inference.window import plan_window
+from .blocks import BlockPlan
+
+__all__ = ["Estimate", "estimate", "WORKER_BASE_MB", "BYTES_PER_REGION_PX", "DRIVER_BASE_MB",
+           "NETWORK_S_PER_MPX", "DYNAMICS_S_PER_MPX"]
+
+WORKER_BASE_MB = 450.0
+BYTES_PER_REGION_PX = 60.0
+DRIVER_BASE_MB = 400.0
+NETWORK_S_PER_MPX = 30.0
+DYNAMICS_S_PER_MPX = 0.35
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Predicted cost of a run.
+
+    Attributes
+    ----------
+    peak_worker_mb : float
+        Peak RSS of one worker.
+    peak_total_mb : float
+        Driver plus all workers at their peaks.
+    seconds : float
+        Wall time with ``workers`` workers (blocks spread evenly).
+    blocks : int
+    workers : int
+    """
+
+    peak_worker_mb: float
+    peak_total_mb: float
+    seconds: float
+    blocks: int
+    workers: int
+
+    def text(self) -> str:
+        """One line for the terminal."""
+        return (f"estimate: {self.blocks} blocks on {self.workers} worker(s): peak RSS {self.peak_worker_mb:,.0f} MB "
+                f"per worker, {self.peak_total_mb:,.0f} MB in all; about {self.seconds / 60:,.1f} min")
+
+
+def _largest_region(plan: BlockPlan) -> int:
+    grid = plan.grid
+    best = 0
+    for k in range(min(grid.nblocks, 4)):
+        y0, y1, x0, x1 = grid.region(k)
+        best = max(best, (y1 - y0) * (x1 - x0))
+    return best
+
+
+def _network_pixels(plan: BlockPlan, k: int) -> int:
+    """Tile pixels the network runs for block ``k``."""
+    grid = plan.grid
+    y0, y1, x0, x1 = grid.region(k)
+    sy, sx = plan.scaled[0] / plan.shape[0], plan.scaled[1] / plan.shape[1]
+    target = (int(y0 * sy), max(int(y0 * sy) + 1, min(plan.scaled[0], int(y1 * sy) + 1)),
+              int(x0 * sx), max(int(x0 * sx) + 1, min(plan.scaled[1], int(x1 * sx) + 1)))
+    wplan = plan_window(plan.scaled, target, tiling=plan.tiling)
+    ly, lx = wplan.grid.tile
+    return len(wplan.tiles) * ly * lx
+
+
+def estimate(plan: BlockPlan, *, workers: int = 1, threads: int = 2) -> Estimate:
+    """Predict peak RSS and wall time of ``plan`` on ``workers`` processes of ``threads`` threads each."""
+    worker_mb = WORKER_BASE_MB + BYTES_PER_REGION_PX * _largest_region(plan) / 1e6
+    total_mb = DRIVER_BASE_MB + worker_mb * max(1, workers)
+    grid = plan.grid
+    net_mpx = sum(_network_pixels(plan, k) for k in range(grid.nblocks)) / 1e6
+    region_mpx = sum((r[1] - r[0]) * (r[3] - r[2]) for r in map(grid.region, range(grid.nblocks))) / 1e6
+    cpu_s = NETWORK_S_PER_MPX * net_mpx / max(1, threads) + DYNAMICS_S_PER_MPX * region_mpx
+    return Estimate(worker_mb, total_mb, cpu_s / max(1, workers), grid.nblocks, max(1, workers))
