@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import List, Optional
 
 from . import __version__
-from .config import DynamicsOptions, EvalOptions, NormalizeOptions, TilingOptions
+from .config import DYNAMICS_IMPLS, BlockwiseOptions, DynamicsOptions, EvalOptions, NormalizeOptions, TilingOptions
 from .net.weights import DEFAULT_BUNDLED_MODEL
 from .profiling import cli as profiling_cli
+from .blockwise.progress import PROGRESS_LOGGER
 from .runner import CLIError, OutputOptions, RunRequest, run
+from . import variants
 
 __all__ = ["build_parser", "main", "request_from_args"]
 
@@ -66,6 +69,64 @@ def _add_dynamics_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--do_3D", action="store_true", help="(not supported: 2D only)")
 
 
+def _add_dynamics_impl_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("dynamics implementation")
+    g.add_argument("--dynamics", default="exact", metavar="{" + ",".join(DYNAMICS_IMPLS) + "}",
+                   help="exact (default, upstream arithmetic) or fast (float32, parallel over NUMBA_NUM_THREADS)")
+
+
+def _dynamics_impl(args) -> str:
+    if args.dynamics not in DYNAMICS_IMPLS:
+        raise CLIError(f"--dynamics must be one of {', '.join(DYNAMICS_IMPLS)}; got {args.dynamics!r}")
+    return args.dynamics
+
+
+def _add_blockwise_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("whole-slide (blockwise)")
+    g.add_argument("--blockwise", action="store_true", default=None,
+                   help="segment block by block in bounded memory (default: automatic above 64 Mpx)")
+    g.add_argument("--no_blockwise", dest="blockwise", action="store_false", help="never switch to blockwise")
+    g.add_argument("--block_size", type=int, default=None, help="block edge in pixels (default: from the diameter)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="worker processes of a local Dask cluster (default: 1 per 2 cores; 0 = no Dask)")
+    g.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler to run the blocks on")
+    g.add_argument("--resume", action="store_true", help="continue an interrupted blockwise run")
+    g.add_argument("--estimate", action="store_true", help="print the predicted peak RSS and time, then exit")
+
+
+def _blockwise_options(args) -> BlockwiseOptions:
+    if args.block_size is not None and args.block_size < 1:
+        raise CLIError(f"--block_size must be a positive number of pixels, got {args.block_size}")
+    if args.workers is not None and args.workers < 0:
+        raise CLIError(f"--workers must be >= 0, got {args.workers}")
+    workers = args.workers if args.workers is not None else max(1, (os.cpu_count() or 1) // 2)
+    enabled = True if (args.resume or args.estimate or args.scheduler) and args.blockwise is None else args.blockwise
+    return BlockwiseOptions(enabled=enabled, block_size=args.block_size, workers=workers,
+                            scheduler=args.scheduler, resume=args.resume, estimate=args.estimate)
+
+
+def _add_variant_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("network variant (see cellpose.variants; default: exact)")
+    g.add_argument("--preset", choices=variants.PRESETS, default=None,
+                   help="exact (default: plain float32, bit-for-bit) or fast (measured fastest with masks at "
+                        "AP@0.5 >= 0.98 vs exact); the flags below override its settings")
+    g.add_argument("--precision", choices=variants.PRECISIONS, default=None,
+                   help="network precision (autocast): fp32, bf16 (CPU with avx512_bf16/amx, CUDA), fp16 (CUDA "
+                        "only) or auto (by hardware; the pick is logged and recorded in profile.json)")
+    g.add_argument("--backend", choices=variants.BACKENDS, default=None,
+                   help="torch, compile (torch.compile; compile time is the stage network.compile), openvino "
+                        "(CPU, optional package) or auto (torch)")
+    g.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the convolutions in NHWC memory layout")
+    g.add_argument("--skip_empty", action=argparse.BooleanOptionalAction, default=None,
+                   help="reuse the network output of a constant tile for blank tiles (counted as skipped_tiles)")
+
+
+def _variant(args) -> variants.NetVariant:
+    return variants.select(preset=args.preset or "exact", precision=args.precision, backend=args.backend,
+                           channels_last=args.channels_last, skip_empty=args.skip_empty)
+
+
 def _add_output_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--savedir", default=None, help="existing folder for mask/flow files (default: image folder)")
@@ -89,7 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_args(p)
     _add_model_args(p)
     _add_dynamics_args(p)
+    _add_dynamics_impl_args(p)
+    _add_variant_args(p)
     _add_output_args(p)
+    _add_blockwise_args(p)
     profiling_cli.add_arguments(p)
     return p
 
@@ -110,7 +174,8 @@ def _eval_options(args) -> EvalOptions:
                              augment=args.augment),
         dynamics=DynamicsOptions(niter=args.niter or None, cellprob_threshold=args.cellprob_threshold,
                                  flow_threshold=args.flow_threshold, min_size=args.min_size,
-                                 max_size_fraction=args.max_size_fraction, interp=not args.no_interp))
+                                 max_size_fraction=args.max_size_fraction, interp=not args.no_interp,
+                                 impl=_dynamics_impl(args)))
 
 
 def request_from_args(args) -> RunRequest:
@@ -130,7 +195,8 @@ def request_from_args(args) -> RunRequest:
     return RunRequest(
         directory=args.dir, image_path=args.image_path, look_one_level_down=args.look_one_level_down,
         img_filter=args.img_filter, mask_filter=args.mask_filter, pretrained_model=args.pretrained_model,
-        gpu=args.use_gpu, device=device, options=_eval_options(args), outputs=outputs)
+        gpu=args.use_gpu, device=device, options=_eval_options(args), outputs=outputs,
+        blockwise=_blockwise_options(args), variant=_variant(args))
 
 
 def _train(argv: List[str]) -> int:
@@ -152,6 +218,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.getLogger(PROGRESS_LOGGER).setLevel(logging.INFO)
     try:
         request = request_from_args(args)
         return run(request, profiler=profiling_cli.session_from_args(args))

@@ -61,6 +61,16 @@ class TilingOptions:
     augment: bool = False
 
 
+DYNAMICS_IMPLS = ("exact", "fast")
+
+
+def check_dynamics_impl(impl) -> str:
+    """Return ``impl`` if it is one of ``DYNAMICS_IMPLS``, else raise ValueError naming the valid values."""
+    if not isinstance(impl, str) or impl not in DYNAMICS_IMPLS:
+        raise ValueError(f"dynamics implementation must be one of {', '.join(DYNAMICS_IMPLS)}; got {impl!r}")
+    return impl
+
+
 @dataclass(frozen=True)
 class DynamicsOptions:
     """Flows → masks (spec §4).
@@ -79,6 +89,10 @@ class DynamicsOptions:
         Masks larger than this fraction of the image are removed.
     interp : bool
         Bilinear (True) or nearest-pixel (False) flow sampling during integration.
+    impl : str
+        ``"exact"`` (default: upstream's arithmetic, single-threaded) or ``"fast"`` (float32 integration and
+        flow QC parallel over numba's threads; masks agree with exact to AP@0.9 >= 0.99). Checked on
+        construction: another value raises ValueError listing ``DYNAMICS_IMPLS``.
     """
 
     niter: Optional[int] = None
@@ -87,6 +101,10 @@ class DynamicsOptions:
     min_size: int = 15
     max_size_fraction: float = 0.4
     interp: bool = True
+    impl: str = "exact"
+
+    def __post_init__(self):
+        check_dynamics_impl(self.impl)
 
 
 @dataclass(frozen=True)
@@ -115,3 +133,34 @@ class EvalOptions:
     normalize: NormalizeOptions = field(default_factory=NormalizeOptions)
     tiling: TilingOptions = field(default_factory=TilingOptions)
     dynamics: DynamicsOptions = field(default_factory=DynamicsOptions)
+
+
+@dataclass(frozen=True)
+class BlockwiseOptions:
+    """Whole-slide, block-by-block segmentation (``cellpose.blockwise``; CLI ``--blockwise`` and friends).
+
+    Attributes
+    ----------
+    enabled : bool or None
+        True: always blockwise; False: never; None: blockwise when a plane has more than ``auto_pixels``.
+    block_size : int or None
+        Core edge in pixels (None: chosen from the diameter).
+    workers : int
+        Worker processes of the ``LocalCluster`` (0: run blocks in this process, one after the other).
+    scheduler : str or None
+        Address of an existing Dask scheduler (wins over ``workers``).
+    resume : bool
+        Continue an interrupted run from its work folder.
+    estimate : bool
+        Print the predicted peak RSS and time, then stop.
+    auto_pixels : int
+        Plane size above which ``enabled=None`` switches to blockwise.
+    """
+
+    enabled: Optional[bool] = None
+    block_size: Optional[int] = None
+    workers: int = 0
+    scheduler: Optional[str] = None
+    resume: bool = False
+    estimate: bool = False
+    auto_pixels: int = 64 * 1024 * 1024

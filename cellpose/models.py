@@ -19,12 +19,14 @@ import torch
 from .config import DynamicsOptions, EvalOptions, NormalizeOptions, TilingOptions
 from .dynamics import compute_masks as _compute_masks
 from .dynamics import flows_to_rgb
+from . import variants as _variants
+from .inference.prepared import PreparedNet
 from .inference.run_net import run_tiled
 from .net.weights import diam_mean_for, is_builtin_name, load_weights, resolve_model
 from .preprocess.channels import convert_image
 from .preprocess.normalize import normalize_image
 from .preprocess.resize import resize_image, resize_masks
-from .profiling import stage
+from .profiling import annotate, stage
 
 __all__ = ["CellposeModel", "choose_device", "normalize_options_from"]
 
@@ -97,10 +99,19 @@ class CellposeModel:
         Mean diameter for built-in names other than ``nuclei`` (17); custom files carry their own.
     device : str or torch.device, optional
         Explicit torch device.
+    preset : {"exact", "fast"} or NetVariant, optional
+        Network variant of every ``eval`` (see ``cellpose.variants``); default: the ``variants.use(...)``
+        scope at eval time, else ``"exact"``.
+    precision, backend, channels_last, skip_empty : optional
+        Settings overriding the preset (``None``: the preset's); ``eval`` takes the same keywords.
     """
 
     def __init__(self, gpu: bool = False, pretrained_model="cyto3", model_type: Optional[str] = None,
-                 diam_mean: float = 30.0, device=None, nchan: int = 2):
+                 diam_mean: float = 30.0, device=None, nchan: int = 2, *, preset=None,
+                 precision: Optional[str] = None, backend: Optional[str] = None,
+                 channels_last: Optional[bool] = None, skip_empty: Optional[bool] = None):
+        self.variant_settings = _variants.explicit_settings(
+            preset=preset, precision=precision, backend=backend, channels_last=channels_last, skip_empty=skip_empty)
         if nchan != 2:
             raise ValueError(f"only nchan=2 models are supported, got nchan={nchan}")
         self.device = choose_device(gpu, device)
@@ -116,6 +127,34 @@ class CellposeModel:
         self._float32_rescale = not is_builtin_name(str(name))
         logger.info("loaded %s (diam_mean %.1f, diam_labels %.1f) on %s", self.pretrained_model,
                     self.diam_mean, self.diam_labels, self.device)
+        self._prepared = {}
+        if self.variant_settings:
+            self.resolve_variant()
+
+    def resolve_variant(self, **settings):
+        """The network variant an ``eval`` with these keywords would use, ``auto`` resolved for this device.
+
+        Keywords (``preset``, ``precision``, ``backend``, ``channels_last``, ``skip_empty``; ``None`` = not
+        given) win over the model's own, which win over the ``variants.use`` scope.
+
+        Returns
+        -------
+        requested, resolved : NetVariant
+            Before and after resolving ``auto`` (``resolved`` raises ``VariantUnavailableError`` first when
+            the device cannot run it).
+        """
+        merged = {**self.variant_settings, **_variants.explicit_settings(**settings)}
+        requested = _variants.select(**merged)
+        return requested, _variants.resolve(requested, device=self.device)
+
+    def network_for(self, variant) -> torch.nn.Module:
+        """The callable network of a resolved variant: the model's own for exact, else a cached ``PreparedNet``."""
+        if variant.is_exact_network:
+            return self.net
+        key = replace(variant, skip_empty=False)
+        if key not in self._prepared:
+            self._prepared[key] = PreparedNet(self.net, variant=key, device=self.device)
+        return self._prepared[key]
 
     def rescale_for(self, diameter: Optional[float], rescale: Optional[float] = None) -> float:
         """Return the image scale factor for ``diameter`` (spec §2.3).
@@ -137,7 +176,10 @@ class CellposeModel:
              diameter: Optional[float] = None, flow_threshold: float = 0.4, cellprob_threshold: float = 0.0,
              min_size: int = 15, niter: Optional[int] = None, augment: bool = False, resample: bool = True,
              tile_overlap: float = 0.1, bsize: int = 224, compute_masks: bool = True,
-             max_size_fraction: float = 0.4, interp: bool = True, rescale: Optional[float] = None):
+             max_size_fraction: float = 0.4, interp: bool = True, rescale: Optional[float] = None,
+             dynamics: str = "exact", *, preset=None, precision: Optional[str] = None,
+             backend: Optional[str] = None, channels_last: Optional[bool] = None,
+             skip_empty: Optional[bool] = None):
         """Segment one image (or a list of images).
 
         Parameters
@@ -152,6 +194,11 @@ class CellposeModel:
             Tiling of the network pass (see ``config.TilingOptions``).
         flow_threshold, cellprob_threshold, min_size, niter, max_size_fraction, interp
             Dynamics (see ``config.DynamicsOptions``).
+        dynamics : {"exact", "fast"}
+            Implementation of the dynamics (``DynamicsOptions.impl``); another value raises ValueError.
+        preset, precision, backend, channels_last, skip_empty : optional
+            Network variant of this call (see ``cellpose.variants``; ``None``: the model's, else the scope's).
+            Unknown values raise ``variants.UnknownVariantError`` listing the valid ones.
 
         Returns
         -------
@@ -168,21 +215,32 @@ class CellposeModel:
                                  augment=bool(augment)),
             dynamics=DynamicsOptions(niter=niter, cellprob_threshold=float(cellprob_threshold),
                                      flow_threshold=flow_threshold, min_size=int(min_size),
-                                     max_size_fraction=float(max_size_fraction), interp=bool(interp)))
+                                     max_size_fraction=float(max_size_fraction), interp=bool(interp),
+                                     impl=dynamics))
+        variant = _variants.explicit_settings(preset=preset, precision=precision, backend=backend,
+                                              channels_last=channels_last, skip_empty=skip_empty)
         if isinstance(x, (list, tuple)):
-            results = [self.eval_options(xi, options=options, rescale=rescale) for xi in x]
+            results = [self.eval_options(xi, options=options, rescale=rescale, variant=variant) for xi in x]
             return tuple(list(r) for r in zip(*results))
-        return self.eval_options(x, options=options, rescale=rescale)
+        return self.eval_options(x, options=options, rescale=rescale, variant=variant)
 
-    def eval_options(self, x, *, options: EvalOptions, rescale: Optional[float] = None):
-        """Segment one image with ready-made options; see ``eval`` for the outputs."""
+    def eval_options(self, x, *, options: EvalOptions, rescale: Optional[float] = None,
+                     variant: Optional[dict] = None):
+        """Segment one image with ready-made options; see ``eval`` for the outputs.
+
+        ``variant`` is a dict of network-variant keywords (see ``resolve_variant``); default: the model's.
+        """
         _check_options(options)
+        requested, resolved = self.resolve_variant(**(variant or {}))
         with stage("eval") as s:
             img = self._prepare(x, options)
             shape = img.shape[:2]
+            if not np.any(img):
+                return _empty_result(shape, x)
             s.add(pixels=int(shape[0]) * int(shape[1]))
             scale = self.rescale_for(options.diameter, rescale)
-            y, style = self._network(img, scale=scale, options=options)
+            annotate("network_variant", _variants.describe(requested, resolved))
+            y, style = self._network(img, scale=scale, options=options, variant=resolved)
             del img
             if options.resample and scale != 1.0:
                 y = _resize_back(y, shape)
@@ -206,7 +264,7 @@ class CellposeModel:
             raise ValueError("invert=True needs normalisation (normalize=False was given)")
         return img
 
-    def _network(self, img: np.ndarray, *, scale: float, options: EvalOptions):
+    def _network(self, img: np.ndarray, *, scale: float, options: EvalOptions, variant=_variants.NetVariant()):
         if scale != 1.0:
             with stage("resize"):
                 # int(L * scale) in the precision of scale (float32 for weight files, as upstream)
@@ -214,7 +272,8 @@ class CellposeModel:
                 if Lyr < 1 or Lxr < 1:
                     raise ValueError(f"diameter gives a rescaled image of {Lyr}x{Lxr} pixels")
                 img = resize_image(img, Ly=Lyr, Lx=Lxr)
-        return run_tiled(self.net, img, tiling=options.tiling, device=self.device)
+        return run_tiled(self.network_for(variant), img, tiling=options.tiling, device=self.device,
+                         skip_empty=variant.skip_empty)
 
     def _masks(self, y: np.ndarray, *, scale: float, shape, options: EvalOptions) -> np.ndarray:
         if not options.compute_masks:
@@ -226,8 +285,16 @@ class CellposeModel:
         with stage("dynamics"):
             masks = _compute_masks(y[:2], y[2], niter=int(niter), cellprob_threshold=dyn.cellprob_threshold,
                                    flow_threshold=dyn.flow_threshold, min_size=dyn.min_size,
-                                   max_size_fraction=dyn.max_size_fraction, interp=dyn.interp, shape=tuple(shape))
+                                   max_size_fraction=dyn.max_size_fraction, interp=dyn.interp, shape=tuple(shape),
+                                   impl=dyn.impl)
         return masks
+
+
+def _empty_result(shape, x):
+    """Outputs for an image that is constant or all NaN (zero after normalisation): no objects, no network."""
+    logger.warning("the image is constant or all NaN (shape %s): no objects", tuple(np.shape(x)))
+    return (np.zeros(shape, np.uint16), [np.zeros(shape + (3,), np.uint8), np.zeros((2,) + shape, np.float32),
+                                         np.zeros(shape, np.float32)], np.zeros(256, np.float32))
 
 
 def _niter_for(scale) -> int:

@@ -7,6 +7,7 @@ Errors that a user can fix become ``CLIError`` with one line naming the problem.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, replace
@@ -15,12 +16,13 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .config import EvalOptions
+from .config import BlockwiseOptions, EvalOptions
 from .dynamics.edges import remove_edge_masks
 from .io import files as io_files
 from .io import outputs as io_outputs
 from .io import tiff as io_tiff
 from .net import weights as net_weights
+from .variants import NetVariant
 
 __all__ = ["CLIError", "OutputOptions", "RunRequest", "run", "read_for_channels"]
 
@@ -60,6 +62,8 @@ class RunRequest:
     device: Optional[str] = None
     options: EvalOptions = EvalOptions()
     outputs: OutputOptions = OutputOptions()
+    blockwise: BlockwiseOptions = BlockwiseOptions(enabled=False)
+    variant: NetVariant = NetVariant()
 
 
 def find_images(request: RunRequest) -> List[Path]:
@@ -81,7 +85,8 @@ def _load_model(request: RunRequest):
     from .models import CellposeModel
 
     try:
-        return CellposeModel(gpu=request.gpu, pretrained_model=request.pretrained_model, device=request.device)
+        return CellposeModel(gpu=request.gpu, pretrained_model=request.pretrained_model, device=request.device,
+                             preset=request.variant)
     except (net_weights.WeightsUnavailableError, net_weights.UnknownModelError, OSError, ValueError) as err:
         raise CLIError(str(err)) from err
 
@@ -192,14 +197,52 @@ def segment_file(model, path: Path, *, request: RunRequest, report=None):
     return masks
 
 
+def _blockwise_errors():
+    from .blockwise.records import ResumeMismatchError
+    from .io.lazy import PlaneError
+
+    return (PlaneError, ResumeMismatchError, FileExistsError, OverflowError, ValueError, OSError)
+
+
+def segment_blockwise(model, path: Path, *, request: RunRequest, client, report=None):
+    """Segment one image block by block (``cellpose.blockwise``); errors become one-line ``CLIError``."""
+    from .blockwise import app
+
+    try:
+        return app.segment_path(model, path, options=request.options, blockwise=request.blockwise, client=client,
+                                savedir=request.outputs.savedir, report=report)
+    except _blockwise_errors() as err:
+        raise CLIError(f"{path}: {err}") from err
+
+
+def _estimate(model, paths: List[Path], request: RunRequest) -> int:
+    from .blockwise import app
+
+    for path in paths:
+        try:
+            print(app.estimate_text(model, path, options=request.options, blockwise=request.blockwise))
+        except _blockwise_errors() as err:
+            raise CLIError(f"{path}: {err}") from err
+    return 0
+
+
 def run(request: RunRequest, *, profiler) -> int:
     """Segment every image of ``request``; return 0 (errors raise ``CLIError``)."""
     _check_savedir(request)
     paths = find_images(request)
     model = _load_model(request)
-    for path in paths:
-        with profiler.image(path, options=request) as report:
-            segment_file(model, path, request=request, report=report)
+    if request.blockwise.estimate:
+        return _estimate(model, paths, request)
+    from .blockwise import app
+
+    blockwise = [app.wants_blockwise(p, request.blockwise) for p in paths]
+    with (app.client_for(request.blockwise) if any(blockwise) else contextlib.nullcontext()) as client:
+        for path, whole_slide in zip(paths, blockwise):
+            with profiler.image(path, options=request) as report:
+                if whole_slide:
+                    segment_blockwise(model, path, request=request, client=client, report=report)
+                else:
+                    segment_file(model, path, request=request, report=report)
     outdir = request.outputs.savedir or os.path.dirname(os.path.abspath(paths[0]))
     profiler.finish(outdir)
     return 0

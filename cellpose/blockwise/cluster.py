@@ -91,6 +91,8 @@ def local_client(workers: int, *, scheduler: Optional[str] = None):
     """A ``distributed.Client`` on ``scheduler``, or on a new ``LocalCluster`` of ``workers`` processes."""
     from distributed import Client, LocalCluster
 
+    if not logger.isEnabledFor(logging.INFO):
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     if scheduler:
         with Client(scheduler) as client:
             yield client

@@ -67,6 +67,7 @@ class BlockwiseResult:
     cells: int
     blocks: list
     plan: BlockPlan
+    wall_s: float = 0.0
 
 
 def _stem(name: str) -> str:
@@ -277,6 +278,7 @@ def run(source, model, *, chan: int = 1, block_size=None, out=None, client=None,
     cells = _write_outputs(paths, plan, work)
     if not keep_work:
         work.remove()
-    logger.info("%s: %d objects in %.1f s", plane.name, cells, time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    logger.info("%s: %d objects in %.1f s", plane.name, cells, wall)
     stats.sort(key=lambda s: s["block"])
-    return BlockwiseResult(paths["store"], paths["tiff"], paths["table"], cells, stats, plan)
+    return BlockwiseResult(paths["store"], paths["tiff"], paths["table"], cells, stats, plan, wall)

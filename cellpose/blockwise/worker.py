@@ -7,6 +7,7 @@ they fall in, so that the stitcher reads, for each output chunk, only the pieces
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -113,10 +114,11 @@ def _flows(model, plane, plan: BlockPlan, region: Box):
 def _masks(plan: BlockPlan, dP, cellprob) -> np.ndarray:
     dyn = plan.dynamics
     with stage("dynamics"):
+        extra = {"impl": dyn.impl} if hasattr(dyn, "impl") else {}
         return compute_masks(dP, cellprob, niter=plan.niter, cellprob_threshold=dyn.cellprob_threshold,
                              flow_threshold=dyn.flow_threshold, min_size=dyn.min_size,
                              max_size_fraction=dyn.max_size_fraction, interp=dyn.interp,
-                             image_pixels=int(plan.shape[0]) * int(plan.shape[1]))
+                             image_pixels=int(plan.shape[0]) * int(plan.shape[1]), **extra)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -223,6 +225,7 @@ def segment_block(model, plane, plan: BlockPlan, k: int) -> BlockResult:
     if result.stats["cut"]:
         logger.warning("block %d: %d object(s) reach the halo edge (larger than %.1f diameters); they may be "
                        "cut", k, result.stats["cut"], HALO_DIAMETERS)
-    result.stats.update(seconds=time.perf_counter() - t0, cells=result.n, block=int(k),
+    result.stats.update(seconds=time.perf_counter() - t0, cells=result.n, block=int(k), pid=os.getpid(),
+                        model_id=id(model),
                         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
     return result

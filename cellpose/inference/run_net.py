@@ -70,7 +70,8 @@ def padded_grid(Ly: int, Lx: int, *, tiling: TilingOptions) -> tuple[TileGrid, t
     return grid, (py0, px0)
 
 
-def run_tiled(net, img: np.ndarray, *, tiling: TilingOptions, device=None) -> tuple[np.ndarray, np.ndarray]:
+def run_tiled(net, img: np.ndarray, *, tiling: TilingOptions, device=None,
+              skip_empty: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Run ``net`` over an image tile by tile and blend the tiles with taper weights.
 
     Parameters
@@ -84,6 +85,10 @@ def run_tiled(net, img: np.ndarray, *, tiling: TilingOptions, device=None) -> tu
         Tile size, overlap, batch size and test-time augmentation.
     device : str or torch.device, optional
         Where the tiles are sent; default: the device of ``net``'s first parameter, else the CPU.
+    skip_empty : bool
+        Tiles whose input is constant per channel (all zero in blank regions) are not sent through ``net``:
+        they get ``net``'s output for that constant tile, computed once per constant and image. The stages
+        ``network`` and ``network.batch`` count them as ``skipped_tiles`` (and ``forwarded_tiles``).
 
     Returns
     -------
@@ -99,16 +104,21 @@ def run_tiled(net, img: np.ndarray, *, tiling: TilingOptions, device=None) -> tu
         grid, offset = padded_grid(img.shape[0], img.shape[1], tiling=tiling)
         s.add(pixels=grid.shape[0] * grid.shape[1], tiles=grid.ntiles)
     place = _Placement(grid, offset, img.shape[:2])
-    acc, style = _network_pass(net, img, place, batch_size=tiling.batch_size, device=device)
+    acc, style = _network_pass(net, img, place, batch_size=tiling.batch_size, device=device,
+                               empties={} if skip_empty else None)
     with stage("tile_average") as s:
         _normalise(acc, place)
         s.add(pixels=acc.shape[1] * acc.shape[2])
     return acc, _unit(style)
 
 
-def _network_pass(net, img, place: _Placement, *, batch_size: int, device) -> tuple[np.ndarray, np.ndarray]:
-    """Run every batch of tiles and accumulate the weighted outputs and the style sum."""
-    grid, acc, style = place.grid, None, None
+def _network_pass(net, img, place: _Placement, *, batch_size: int, device,
+                  empties: Optional[dict] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Run every batch of tiles and accumulate the weighted outputs and the style sum.
+
+    ``empties`` (a dict, filled here) turns on empty-tile skipping; ``None`` forwards every tile.
+    """
+    grid, acc, style, skipped = place.grid, None, None, 0
     w = np.outer(*taper_profiles(*grid.tile))
     with stage("network") as s:
         for k0 in range(0, grid.ntiles, batch_size):
@@ -116,14 +126,19 @@ def _network_pass(net, img, place: _Placement, *, batch_size: int, device) -> tu
             with stage("tile"):
                 batch = _cut_tiles(img, place, ks)
             with stage("network.batch") as sb:
-                out, sty = _forward(net, batch, device)
+                out, sty, nskip = _forward_skipping(net, batch, device, empties)
                 del batch
                 sb.add(tiles=len(ks), pixels=len(ks) * grid.tile[0] * grid.tile[1])
+                if empties is not None:
+                    sb.add(skipped_tiles=nskip, forwarded_tiles=len(ks) - nskip)
+                    skipped += nskip
             with stage("tile_average.batch"):
                 acc = _new_acc(out, img) if acc is None else acc
                 _accumulate(acc, out, place, ks, w)
                 style = _add_styles(style, sty)
         s.add(tiles=grid.ntiles, pixels=grid.ntiles * grid.tile[0] * grid.tile[1])
+        if empties is not None:
+            s.add(skipped_tiles=skipped, forwarded_tiles=grid.ntiles - skipped)
     return acc, style
 
 
@@ -154,6 +169,51 @@ def _forward(net, batch: np.ndarray, device) -> tuple[np.ndarray, np.ndarray]:
     if out.shape[0] != batch.shape[0] or out.shape[2:] != batch.shape[2:]:
         raise ValueError(f"network output shape {out.shape} does not match its input {batch.shape}")
     return out, sty
+
+
+def _forward_skipping(net, batch: np.ndarray, device, empties: Optional[dict]):
+    """``_forward`` of the non-constant tiles of ``batch``; constant tiles get ``empties``' cached outputs.
+
+    Returns
+    -------
+    out : ndarray (B, nout, ly, lx) float32
+    sty : ndarray (B, S) float32
+    skipped : int
+        Tiles that were not forwarded.
+    """
+    if empties is None:
+        return (*_forward(net, batch, device), 0)
+    consts = _constant_values(batch)
+    live = [b for b, c in enumerate(consts) if c is None]
+    if len(live) == len(consts):
+        return (*_forward(net, batch, device), 0)
+    rows = [None] * len(consts)
+    if live:
+        out, sty = _forward(net, batch[live], device)
+        for i, b in enumerate(live):
+            rows[b] = (out[i], sty[i])
+    for b, c in enumerate(consts):
+        if c is not None:
+            rows[b] = _empty_output(net, c, batch.shape[1:], device, empties)
+    return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]), len(consts) - len(live)
+
+
+def _constant_values(batch: np.ndarray) -> list:
+    """Per tile: the tuple of its per-channel values if every channel is constant, else None."""
+    flat = batch.reshape(batch.shape[0], batch.shape[1], -1)
+    lo, hi = flat.min(axis=2), flat.max(axis=2)
+    return [tuple(lo[b].tolist()) if np.array_equal(lo[b], hi[b]) else None for b in range(batch.shape[0])]
+
+
+def _empty_output(net, values: tuple, tile_shape: tuple, device, empties: dict) -> tuple:
+    """(out (nout, ly, lx), style (S,)) of a tile filled with ``values`` per channel, computed once."""
+    key = (values, tuple(tile_shape))
+    if key not in empties:
+        tile = np.empty((1,) + tuple(tile_shape), np.float32)
+        tile[0] = np.asarray(values, np.float32)[:, None, None]
+        out, sty = _forward(net, tile, device)
+        empties[key] = (out[0].copy(), sty[0].copy())
+    return empties[key]
 
 
 def _new_acc(out: np.ndarray, img: np.ndarray) -> np.ndarray:

@@ -73,6 +73,7 @@ def _keep(path: Path, img_filter: Optional[str], mask_filter: Optional[str]) -> 
     if ext not in _LISTED_EXTENSIONS:
         return False
     stem = path.name[: -len(path.suffix)]
+    stem = stem[:-4] if stem.lower().endswith(".ome") else stem
     if img_filter and not stem.endswith(img_filter):
         return False
     return not _is_excluded(stem, mask_filter)

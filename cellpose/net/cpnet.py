@@ -166,9 +166,12 @@ class CPnet(nn.Module):
     def style_of(deepest: torch.Tensor) -> torch.Tensor:
         """Unit-norm style vector ``(B, C) float32`` from the deepest feature map ``(B, C, h, w)``.
 
-        Global average over the spatial axes, divided by its L2 norm (no epsilon, as upstream).
+        Global average over the spatial axes, divided by its L2 norm (no epsilon, as upstream). The pooling
+        window is made of plain ints so that tracing exporters (OpenVINO) see a constant kernel instead of a
+        traced shape; the eager result is unchanged (same ``avg_pool2d`` call).
         """
-        g = F.avg_pool2d(deepest, kernel_size=deepest.shape[-2:]).flatten(1)
+        kernel = [int(n) for n in deepest.shape[-2:]]
+        g = F.avg_pool2d(deepest, kernel_size=kernel).flatten(1)
         return g / torch.sum(g ** 2, dim=1, keepdim=True) ** 0.5
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:

@@ -15,7 +15,7 @@ from ..config import NormalizeOptions
 from ..inference.tiling import tile_starts
 from .resize import resize_image
 
-__all__ = ["normalize_image", "normalize_channel", "percentile_range", "percentiles_f32", "SUBSAMPLE_LIMIT",
+__all__ = ["is_flat", "normalize_image", "normalize_channel", "percentile_range", "percentiles_f32", "SUBSAMPLE_LIMIT",
            "SUBSAMPLE_TARGET", "MIN_RANGE"]
 
 SUBSAMPLE_TARGET = 224
@@ -68,11 +68,13 @@ def normalize_channel(ch: np.ndarray, *, options: NormalizeOptions) -> None:
     Parameters
     ----------
     ch : ndarray (Ly, Lx) float32, writable (may be a strided view)
-        Channel; left untouched when constant.
+        Channel; set to 0 when it is constant or all NaN (upstream leaves such a channel's raw values, so a
+        constant image of value 7 reaches the network as 7s; see docs/upstream-differences.md).
     options : NormalizeOptions
         Smoothing/sharpening radii, percentiles, tile block size and ``invert``.
     """
-    if ch.max() == ch.min():
+    if is_flat(ch):
+        ch[...] = 0
         return
     if options.smooth_radius > 0 or options.sharpen_radius > 0:
         _smooth_sharpen(ch, smooth=options.smooth_radius, sharpen=options.sharpen_radius)
@@ -82,6 +84,15 @@ def normalize_channel(ch: np.ndarray, *, options: NormalizeOptions) -> None:
         _percentile_normalize(ch, options.percentile)
     if options.invert:
         np.subtract(np.float32(1), ch, out=ch)
+
+
+def is_flat(ch: np.ndarray) -> bool:
+    """True when a channel holds one value only, or nothing but NaN."""
+    lo, hi = ch.min(), ch.max()
+    if not (np.isnan(lo) or np.isnan(hi)):
+        return bool(lo == hi)
+    finite = ch[~np.isnan(ch)]
+    return bool(finite.size == 0 or finite.min() == finite.max())
 
 
 def _percentile_normalize(ch: np.ndarray, percentile) -> None:

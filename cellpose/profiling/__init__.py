@@ -23,7 +23,7 @@ The CLI uses ``cellpose.profiling.cli`` (``add_arguments`` / ``session_from_args
 from .report import Report
 from .schema import profile_schema, validate
 from .session import NullSession, ProfileSession, profile
-from .timers import Profiler, active_profiler, stage, timed
+from .timers import Profiler, active_profiler, annotate, stage, timed
 
-__all__ = ["NullSession", "ProfileSession", "Profiler", "Report", "active_profiler", "profile", "profile_schema",
-           "stage", "timed", "validate"]
+__all__ = ["NullSession", "ProfileSession", "Profiler", "Report", "active_profiler", "annotate", "profile",
+           "profile_schema", "stage", "timed", "validate"]

@@ -65,6 +65,11 @@ class Report:
         self.options = jsonable(options) if options is not None else {}
         self.line_profiler = None
         self.torch_profiler = None
+        self.extra: dict = {}
+
+    def set_extra(self, key: str, value) -> None:
+        """Attach a JSON-able section (``"blockwise"``: per-block rows, estimate) to this image's record."""
+        self.extra[str(key)] = jsonable(value)
 
     def set_shape(self, shape: Sequence[int]) -> None:
         """Record the image shape once it is known (inside the block)."""
@@ -84,10 +89,11 @@ class Report:
         memory = root["memory"] or {}
         return {
             "label": self.profiler.label, "path": self.path, "shape": self.shape, "pixels": pixels,
-            "cells": cells, "options": self.options, "memory_mode": self.profiler.memory_mode,
+            "cells": cells, "options": {**self.options, **jsonable(getattr(self.profiler, "annotations", {}))},
+            "memory_mode": self.profiler.memory_mode,
             "wall_s": root["wall_s"], "cpu_s": root["cpu_s"], "coverage": top_level_coverage(root),
             "baseline_rss_bytes": self.profiler.baseline_rss, "peak_rss_bytes": memory.get("peak_rss_bytes"),
-            "peak_b_per_px": memory.get("peak_b_per_px"), "stages": root,
+            "peak_b_per_px": memory.get("peak_b_per_px"), "stages": root, **self.extra,
         }
 
     def coverage(self) -> float:
@@ -128,7 +134,24 @@ def image_text(image: dict) -> str:
             f"peak RSS {format_number(_mb(image['peak_rss_bytes']), '{:.1f}')} MB "
             f"({format_number(image['peak_b_per_px'], '{:.1f}')} B/px above start), "
             f"top-level stages cover {100 * image['coverage']:.1f} % of the wall time")
-    return head + "\n" + stage_table(image["stages"])
+    text = head + "\n" + stage_table(image["stages"])
+    if image.get("blockwise"):
+        text += "\n" + blockwise_text(image["blockwise"])
+    return text
+
+
+def blockwise_text(info: dict) -> str:
+    """Per-block rows (time, peak RSS, cells, skipped) and the estimate next to the measured peak."""
+    lines = [f"{'block':>6} {'wall s':>8} {'peak RSS MB':>12} {'cells':>8} {'skipped':>8} {'cut':>5}"]
+    for row in info.get("blocks", []):
+        lines.append(f"{row['block']:>6} {row['seconds']:>8.2f} {row['peak_rss_mb']:>12.1f} {row['cells']:>8} "
+                     f"{'yes' if row['skipped'] else 'no':>8} {row.get('cut', 0):>5}")
+    est = info.get("estimate")
+    if est:
+        lines.append(f"estimated peak RSS per worker {est['peak_worker_mb']:.0f} MB, measured "
+                     f"{info.get('measured_peak_worker_mb', float('nan')):.0f} MB; estimated "
+                     f"{est['seconds']:.0f} s, measured {info.get('wall_s', float('nan')):.0f} s")
+    return "\n".join(lines)
 
 
 def _mb(value: Optional[int]) -> Optional[float]:

@@ -83,6 +83,9 @@ class _NullReport:
     def set_shape(self, shape) -> None:
         """Ignore the shape."""
 
+    def set_extra(self, key, value) -> None:
+        """Ignore the section."""
+
 
 _NULL_REPORT = _NullReport()
 

@@ -19,7 +19,7 @@ from typing import Callable, ContextManager, Dict, Mapping, Optional
 
 from .memory import make_probe
 
-__all__ = ["Profiler", "StageNode", "active_profiler", "stage", "timed"]
+__all__ = ["Profiler", "StageNode", "active_profiler", "annotate", "stage", "timed"]
 
 _ACTIVE: ContextVar = ContextVar("cellpose_profiler", default=None)
 
@@ -69,6 +69,17 @@ def stage(name, **counters):
     if prof is None:
         return _NULL
     return prof.open(name, counters)
+
+
+def annotate(key: str, value) -> None:
+    """Record a fact about the run (e.g. the resolved network variant) on the active profiler.
+
+    ``profile.json`` shows it in the image's ``options`` under ``key`` (the last value given wins). No-op when
+    profiling is off.
+    """
+    prof = _ACTIVE.get()
+    if prof is not None:
+        prof.annotations[str(key)] = value
 
 
 def timed(name):
@@ -238,6 +249,7 @@ class Profiler:
         self._root_frame: Optional[_Frame] = None
         self._token = None
         self.start_ns = self.stop_ns = None
+        self.annotations: Dict[str, object] = {}
 
     @property
     def label(self) -> str:

@@ -1,0 +1,166 @@
+"""The network prepared for one variant (precision, backend, layout) on one device.
+
+``PreparedNet`` keeps CPnet's calling protocol, ``net(x) -> (out, style, ...)`` with ``x`` a float32
+(B, C, ly, lx) tensor on the device, so ``run_net`` calls it exactly like the plain network:
+
+* precision: ``torch.autocast`` (bf16 on CPU/CUDA, fp16 on CUDA). The weights stay float32 and the input
+  stays the float32 batch that was sent to the device: no per-tile dtype copies on the host. Outputs are
+  returned in the compute dtype; ``run_net`` converts them to float32 on the host.
+* channels_last: a copy of the network in NHWC layout (the model's own network is left as it is).
+* backends ``compile`` and ``openvino`` build one static-shape callable per (tile shape, batch, precision),
+  cached on this object (which lives on the ``CellposeModel``); building it, and its first call, run inside
+  the profiling stage ``network.compile``. A short last batch is zero-padded to the cached batch size
+  instead of triggering another build.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib
+import logging
+import warnings
+from typing import Callable, Dict, Tuple
+
+import numpy as np
+import torch
+
+from ..profiling import stage
+from ..variants import OPENVINO_MISSING, NetVariant, VariantUnavailableError
+
+__all__ = ["PreparedNet", "import_openvino"]
+
+logger = logging.getLogger(__name__)
+
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+
+
+class PreparedNet:
+    """A network callable for one resolved ``NetVariant`` on one device.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        CPnet (or any module with its protocol), float32, in eval mode, on ``device``.
+    variant : NetVariant
+        Resolved (no ``auto``) variant; ``skip_empty`` is handled by ``run_net``, not here.
+    device : torch.device or str
+
+    Notes
+    -----
+    ``prepared(x)`` takes ``x : Tensor (B, C, ly, lx) float32`` on ``device`` and returns
+    ``(out (B, nout, ly, lx), style (B, S))`` in the compute dtype.
+    """
+
+    def __init__(self, net: torch.nn.Module, *, variant: NetVariant, device):
+        if "auto" in (variant.precision, variant.backend):
+            raise ValueError(f"PreparedNet needs a resolved variant, got {variant}")
+        self.net, self.variant, self.device = net, variant, torch.device(device)
+        self._module = _module_for(net, variant)
+        self._static: Dict[tuple, Callable] = {}
+        self._batch: Dict[tuple, int] = {}
+        self.builds = 0
+
+    def parameters(self):
+        """Parameters of the underlying network (its device is the device of the pass)."""
+        return self.net.parameters()
+
+    def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self.variant.channels_last and self.variant.backend != "openvino":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            if self.variant.backend == "torch":
+                y = self._module(x)
+                return y[0], y[1]
+            return self._static_call(x)
+
+    def _autocast(self):
+        dtype = _AUTOCAST.get(self.variant.precision)
+        if dtype is None or self.variant.backend == "openvino":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _static_call(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Run the cached static-shape callable, zero-padding a short batch to its batch size."""
+        tile = tuple(x.shape[1:])
+        nb = x.shape[0]
+        batch = max(self._batch.get(tile, 0), nb)
+        if batch > nb:
+            x = torch.cat([x, x.new_zeros((batch - nb,) + tile)])
+        key = (tile, batch, self.variant.precision)
+        fn = self._static.get(key)
+        if fn is None:
+            with stage("network.compile") as s:
+                fn = self._build(x)
+                out, sty = fn(x)
+                s.add(builds=1)
+            self._static[key], self._batch[tile] = fn, batch
+            self.builds += 1
+        else:
+            out, sty = fn(x)
+        return out[:nb], sty[:nb]
+
+    def _build(self, x: torch.Tensor) -> Callable:
+        logger.info("building %s network for batch %s (%s)", self.variant.backend, tuple(x.shape),
+                    self.variant.precision)
+        if self.variant.backend == "compile":
+            return _compiled(self._module)
+        return _openvino_callable(self._module, x, precision=self.variant.precision)
+
+
+def _module_for(net: torch.nn.Module, variant: NetVariant) -> torch.nn.Module:
+    """The network itself, or a channels_last copy of it."""
+    if variant.channels_last and variant.backend != "openvino":
+        return copy.deepcopy(net).to(memory_format=torch.channels_last)
+    return net
+
+
+def _compiled(module: torch.nn.Module) -> Callable:
+    """``torch.compile`` (inductor, static shapes) returning (out, style)."""
+    compiled = torch.compile(module, dynamic=False)
+
+    def run(x):
+        y = compiled(x)
+        return y[0], y[1]
+
+    return run
+
+
+class _TwoOutputs(torch.nn.Module):
+    """Wrap a CPnet so that it returns only (out, style), for export."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        y = self.net(x)
+        return y[0], y[1]
+
+
+def import_openvino():
+    """Import ``openvino`` or raise ``VariantUnavailableError`` saying how to install it."""
+    try:
+        return importlib.import_module("openvino")
+    except ImportError as err:
+        raise VariantUnavailableError(OPENVINO_MISSING) from err
+
+
+def _openvino_callable(module: torch.nn.Module, x: torch.Tensor, *, precision: str) -> Callable:
+    """Convert ``module`` in memory for input shape ``x.shape`` and compile it for the CPU."""
+    ov = import_openvino()
+    example = x.detach().to("cpu", torch.float32).clone()
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # trace once without torch's re-run check (that check alone took ~25 s for CPnet on 2 cores)
+        traced = torch.jit.trace(_TwoOutputs(module), example, check_trace=False)
+        model = ov.convert_model(traced, example_input=example, input=[tuple(example.shape)])
+    config = {"INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
+              "INFERENCE_NUM_THREADS": int(torch.get_num_threads())}
+    compiled = ov.Core().compile_model(model, "CPU", config)
+
+    def run(xb):
+        res = compiled(xb.detach().to("cpu", torch.float32).numpy())
+        return torch.from_numpy(np.array(res[0])), torch.from_numpy(np.array(res[1]))
+
+    return run

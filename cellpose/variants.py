@@ -1,0 +1,291 @@
+"""Named network variants: precision, backend, memory layout and empty-tile skipping behind one switch.
+
+A ``NetVariant`` says *how* the network pass runs; it never changes *what* is computed (same weights, same
+tiling, same dynamics). ``"exact"`` is the default and is bit-for-bit the plain float32 PyTorch path.
+
+Ways to choose a variant, strongest first:
+
+1. keywords of ``CellposeModel.eval(...)`` (``preset=``, ``precision=``, ``backend=``, ``channels_last=``,
+   ``skip_empty=``), then the same keywords of ``CellposeModel(...)``;
+2. the scoped switch ``with cellpose.variants.use("fast"): ...`` (a ``contextvars`` value, so it is local to
+   the thread / task that opened it);
+3. ``"exact"``.
+
+A keyword left at ``None`` does not override a weaker choice, so ``use("fast")`` + ``precision="fp32"`` is
+the fast preset in float32. The CLI flags ``--preset``, ``--precision``, ``--backend``, ``--channels_last``,
+``--skip_empty`` map onto the same names.
+
+The ``fast`` preset was picked by measurement (``pytest benchmarks/bench_variants.py``) on the development
+machine (AMD EPYC, 2 cores, avx2 + avx512f + avx512_bf16, no AMX; torch 2.13 CPU; load average 3-4 from
+other jobs). One batch of 8 tiles of 224², bundled model, best of 3, and the network output's
+max|diff| / max|exact|:
+
+=============================  =========  ===========  ==============
+variant                        s / batch  vs fp32      rel. max diff
+=============================  =========  ===========  ==============
+fp32, torch (exact)            2.49       1.00         0
+fp32, torch, channels_last     1.82       1.36         4e-7
+bf16 autocast, torch           1.02       2.45         9e-3
+bf16 autocast, channels_last   0.83-0.89  2.8-3.0      9e-3
+fp32, compile (inductor)       2.46       1.01         4e-7 (+49 s compile)
+bf16 autocast, compile         2.82       0.88         7e-3 (+60 s compile)
+fp32, openvino 2026.4          2.72       0.92         5e-7 (+32 s conversion)
+bf16, openvino 2026.4          1.33       1.87         7e-3
+=============================  =========  ===========  ==============
+
+So on a CPU with native bf16 (``avx512_bf16`` or ``amx_bf16``) ``fast`` is bf16 autocast + channels_last +
+skip_empty with the PyTorch backend; on other CPUs it is float32 + channels_last + skip_empty (bf16 would be
+emulated, i.e. slower); on CUDA it is bf16 (fp16 where bf16 is not supported) + channels_last + skip_empty.
+Masks of ``fast`` against ``exact`` are checked at AP@0.5 >= 0.98 by ``tests/test_variants.py``.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+from contextvars import ContextVar
+from dataclasses import dataclass, fields, replace
+from types import MappingProxyType
+from typing import FrozenSet, Iterator, Mapping, Optional, Union
+
+__all__ = ["BACKENDS", "PRECISIONS", "PRESETS", "NetVariant", "UnknownVariantError", "VariantUnavailableError",
+           "cpu_features", "current", "describe", "explicit_settings", "fast_variant", "named", "resolve",
+           "select", "use"]
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+BACKENDS = ("torch", "compile", "openvino", "auto")
+PRESETS = ("exact", "fast")
+_BOOLS = (True, False)
+_NATIVE_BF16 = frozenset({"avx512_bf16", "amx_bf16"})
+OPENVINO_MISSING = ("backend openvino needs the optional package openvino: pip install 'cellpose-tb[openvino]' "
+                    "(or pip install openvino)")
+
+
+class UnknownVariantError(ValueError):
+    """A variant setting that is not one of the valid values; the message lists them.
+
+    Parameters
+    ----------
+    what : str
+        Name of the setting (``"precision"``, ``"backend"``, ...).
+    value : object
+        The value given.
+    valid : sequence
+        The valid values.
+    """
+
+    def __init__(self, what: str, value, valid):
+        self.what, self.value, self.valid = what, value, tuple(valid)
+        super().__init__(f"unknown {what} {value!r}: valid values are {', '.join(map(str, self.valid))}")
+
+
+class VariantUnavailableError(ValueError):
+    """A valid variant that this machine or installation cannot run (fp16 on a CPU, openvino missing...)."""
+
+
+@dataclass(frozen=True)
+class NetVariant:
+    """How the network pass runs.
+
+    Attributes
+    ----------
+    precision : {"fp32", "bf16", "fp16", "auto"}
+        Compute precision of the network (autocast; outputs are returned as float32). ``auto`` picks by
+        hardware (see ``resolve``).
+    backend : {"torch", "compile", "openvino", "auto"}
+        Eager PyTorch, ``torch.compile`` (inductor) or an in-memory OpenVINO conversion (CPU only, needs the
+        optional ``openvino`` package). ``auto`` is ``torch`` (fastest here, see the module docstring).
+    channels_last : bool
+        Run the convolutions in NHWC memory layout (a copy of the network; the model's own stays as it is).
+    skip_empty : bool
+        Tiles whose normalised input is constant (all zero in blank regions) get the network's output for
+        such a tile, computed once per constant, instead of a forward pass.
+    """
+
+    precision: str = "fp32"
+    backend: str = "torch"
+    channels_last: bool = False
+    skip_empty: bool = False
+
+    def __post_init__(self):
+        _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("channels_last", self.channels_last, _BOOLS)
+        _check_choice("skip_empty", self.skip_empty, _BOOLS)
+
+    @property
+    def is_exact_network(self) -> bool:
+        """True when the network itself runs exactly as the plain float32 PyTorch path."""
+        return (self.precision, self.backend, self.channels_last) == ("fp32", "torch", False)
+
+
+def _check_choice(what: str, value, valid) -> None:
+    """Raise ``UnknownVariantError`` unless ``value`` is one of ``valid`` (bools must be real bools)."""
+    if isinstance(value, bool) != isinstance(valid[0], bool) or value not in valid:
+        raise UnknownVariantError(what, value, valid)
+
+
+#: The presets that do not depend on the hardware.
+_FIXED: Mapping[str, NetVariant] = MappingProxyType({"exact": NetVariant()})
+
+_SCOPE: ContextVar = ContextVar("cellpose_net_variant", default=None)
+
+
+def fast_variant() -> NetVariant:
+    """The ``fast`` preset: autocast precision picked by hardware, channels_last, skip_empty, PyTorch."""
+    return NetVariant(precision="auto", backend="torch", channels_last=True, skip_empty=True)
+
+
+def named(name: Union[str, NetVariant]) -> NetVariant:
+    """Return the variant of a preset name (``"exact"``, ``"fast"``); a ``NetVariant`` is returned as is.
+
+    Raises
+    ------
+    UnknownVariantError
+        For any other name.
+    """
+    if isinstance(name, NetVariant):
+        return name
+    if name == "fast":
+        return fast_variant()
+    if isinstance(name, str) and name in _FIXED:
+        return _FIXED[name]
+    raise UnknownVariantError("preset", name, PRESETS)
+
+
+def current() -> NetVariant:
+    """The variant of the innermost ``use(...)`` block of this context, else ``exact``."""
+    scoped = _SCOPE.get()
+    return _FIXED["exact"] if scoped is None else scoped
+
+
+@contextlib.contextmanager
+def use(name: Union[str, NetVariant, None] = None, **settings) -> Iterator[NetVariant]:
+    """Scoped switch: network passes inside the block use this variant unless keywords say otherwise.
+
+    Parameters
+    ----------
+    name : str or NetVariant, optional
+        Preset name or variant; default: the enclosing scope's variant.
+    **settings
+        ``precision``, ``backend``, ``channels_last``, ``skip_empty`` overriding the preset.
+
+    Examples
+    --------
+    >>> with cellpose.variants.use("fast"):                       # doctest: +SKIP
+    ...     masks, flows, styles = model.eval(img, diameter=17)
+    """
+    variant = select(preset=name, **settings)
+    token = _SCOPE.set(variant)
+    try:
+        yield variant
+    finally:
+        _SCOPE.reset(token)
+
+
+def select(*, preset: Union[str, NetVariant, None] = None, precision: Optional[str] = None,
+           backend: Optional[str] = None, channels_last: Optional[bool] = None,
+           skip_empty: Optional[bool] = None) -> NetVariant:
+    """Combine a preset (default: the current scope) with explicit settings; ``None`` keeps the preset's.
+
+    Returns
+    -------
+    NetVariant
+        Validated; ``auto`` values are kept (see ``resolve``).
+    """
+    base = current() if preset is None else named(preset)
+    given = {"precision": precision, "backend": backend, "channels_last": channels_last, "skip_empty": skip_empty}
+    return replace(base, **{k: v for k, v in given.items() if v is not None})
+
+
+def explicit_settings(**settings) -> dict:
+    """The settings that are not ``None``, validated (a model stores these as its own defaults)."""
+    given = {k: v for k, v in settings.items() if v is not None}
+    unknown = set(given) - {f.name for f in fields(NetVariant)} - {"preset"}
+    if unknown:
+        raise TypeError(f"unknown variant setting(s): {sorted(unknown)}")
+    select(**given)
+    return given
+
+
+def cpu_features(path: str = "/proc/cpuinfo") -> FrozenSet[str]:
+    """CPU flags from ``/proc/cpuinfo`` (Linux x86); an empty set where it cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == "flags":
+                    return frozenset(value.split())
+    except OSError:
+        logger.debug("cannot read %s: no CPU feature detection", path)
+    return frozenset()
+
+
+def resolve(variant: NetVariant, *, device, features: Optional[FrozenSet[str]] = None) -> NetVariant:
+    """Replace ``auto`` by concrete choices for ``device`` and refuse what cannot run there.
+
+    Parameters
+    ----------
+    variant : NetVariant
+    device : torch.device or str
+        Where the network runs.
+    features : frozenset of str, optional
+        CPU flags (default: ``cpu_features()``).
+
+    Returns
+    -------
+    NetVariant
+        With precision in {"fp32", "bf16", "fp16"} and backend in {"torch", "compile", "openvino"}.
+
+    Raises
+    ------
+    VariantUnavailableError
+        fp16 on a CPU; openvino on CUDA.
+    """
+    cuda = str(device).startswith("cuda")
+    feats = cpu_features() if features is None and not cuda else (features or frozenset())
+    precision = variant.precision if variant.precision != "auto" else _auto_precision(cuda, feats)
+    backend = "torch" if variant.backend == "auto" else variant.backend
+    if variant.backend == "auto":
+        logger.info("backend auto: picked torch (measured fastest, see cellpose.variants)")
+    _check_runnable(precision, backend, cuda=cuda, features=feats)
+    return replace(variant, precision=precision, backend=backend)
+
+
+def _auto_precision(cuda: bool, features: FrozenSet[str]) -> str:
+    """bf16 where the hardware has it natively (CUDA bf16, avx512_bf16/amx), fp16 on older CUDA, else fp32."""
+    if cuda:
+        import torch
+
+        picked, why = ("bf16", "CUDA supports bf16") if torch.cuda.is_bf16_supported() else ("fp16", "no bf16")
+    elif features & _NATIVE_BF16:
+        picked, why = "bf16", f"CPU has {', '.join(sorted(features & _NATIVE_BF16))}"
+    else:
+        picked, why = "fp32", "CPU has no avx512_bf16/amx_bf16"
+    logger.info("precision auto: picked %s (%s)", picked, why)
+    return picked
+
+
+def _check_runnable(precision: str, backend: str, *, cuda: bool, features: FrozenSet[str]) -> None:
+    """Refuse combinations this device cannot run; warn about emulated bf16."""
+    if precision == "fp16" and not cuda:
+        raise VariantUnavailableError("precision fp16 needs a CUDA device (CPU fp16 is emulated and slow); "
+                                      "on a CPU use bf16 (native with avx512_bf16/amx) or fp32")
+    if backend == "openvino" and cuda:
+        raise VariantUnavailableError("backend openvino runs on the CPU only; use torch or compile on CUDA")
+    if backend == "openvino" and importlib.util.find_spec("openvino") is None:
+        raise VariantUnavailableError(OPENVINO_MISSING)
+    if backend == "openvino" and precision not in ("fp32", "bf16"):
+        raise VariantUnavailableError(f"backend openvino supports precision fp32 or bf16, not {precision}")
+    if precision == "bf16" and not cuda and not features & _NATIVE_BF16:
+        logger.warning("precision bf16 on a CPU without avx512_bf16/amx_bf16 is emulated and may be slower "
+                       "than fp32")
+
+
+def describe(requested: NetVariant, resolved: NetVariant) -> dict:
+    """JSON-ready record of a variant for ``profile.json``: the resolved settings plus what was requested."""
+    record = {f.name: getattr(resolved, f.name) for f in fields(NetVariant)}
+    record["requested"] = {f.name: getattr(requested, f.name) for f in fields(NetVariant)}
+    return record
