@@ -12,9 +12,10 @@ from typing import List, Optional
 
 from . import __version__
 from .config import DYNAMICS_IMPLS, BlockwiseOptions, DynamicsOptions, EvalOptions, NormalizeOptions, TilingOptions
+from .config import check_dynamics_chunk
 from .net.weights import DEFAULT_BUNDLED_MODEL
 from .profiling import cli as profiling_cli
-from .blockwise.progress import PROGRESS_LOGGER
+from .progress import PROGRESS_LOGGER, show_progress
 from .runner import CLIError, OutputOptions, RunRequest, run
 from . import variants
 
@@ -73,12 +74,22 @@ def _add_dynamics_impl_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("dynamics implementation")
     g.add_argument("--dynamics", default="exact", metavar="{" + ",".join(DYNAMICS_IMPLS) + "}",
                    help="exact (default, upstream arithmetic) or fast (float32, parallel over NUMBA_NUM_THREADS)")
+    g.add_argument("--dynamics_chunk", type=int, default=0, metavar="ROWS",
+                   help="with --dynamics fast: compute masks ROWS rows at a time (bounded memory, same masks; "
+                        "0 = off)")
 
 
 def _dynamics_impl(args) -> str:
     if args.dynamics not in DYNAMICS_IMPLS:
         raise CLIError(f"--dynamics must be one of {', '.join(DYNAMICS_IMPLS)}; got {args.dynamics!r}")
     return args.dynamics
+
+
+def _dynamics_chunk(args) -> int:
+    try:
+        return check_dynamics_chunk(args.dynamics_chunk, _dynamics_impl(args))
+    except ValueError as err:
+        raise CLIError(f"--dynamics_chunk: {err}") from err
 
 
 def _add_blockwise_args(p: argparse.ArgumentParser) -> None:
@@ -175,7 +186,7 @@ def _eval_options(args) -> EvalOptions:
         dynamics=DynamicsOptions(niter=args.niter or None, cellprob_threshold=args.cellprob_threshold,
                                  flow_threshold=args.flow_threshold, min_size=args.min_size,
                                  max_size_fraction=args.max_size_fraction, interp=not args.no_interp,
-                                 impl=_dynamics_impl(args)))
+                                 impl=_dynamics_impl(args), chunk_rows=_dynamics_chunk(args)))
 
 
 def request_from_args(args) -> RunRequest:
@@ -221,7 +232,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.getLogger(PROGRESS_LOGGER).setLevel(logging.INFO)
     try:
         request = request_from_args(args)
-        return run(request, profiler=profiling_cli.session_from_args(args))
+        with show_progress():
+            return run(request, profiler=profiling_cli.session_from_args(args))
     except CLIError as err:
         print(f"cellpose: error: {err}", file=sys.stderr)
         return 2

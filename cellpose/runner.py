@@ -22,6 +22,7 @@ from .io import files as io_files
 from .io import outputs as io_outputs
 from .io import tiff as io_tiff
 from .net import weights as net_weights
+from .progress import Progress, progress_shown
 from .variants import NetVariant
 
 __all__ = ["CLIError", "OutputOptions", "RunRequest", "run", "read_for_channels"]
@@ -236,13 +237,16 @@ def run(request: RunRequest, *, profiler) -> int:
     from .blockwise import app
 
     blockwise = [app.wants_blockwise(p, request.blockwise) for p in paths]
-    with (app.client_for(request.blockwise) if any(blockwise) else contextlib.nullcontext()) as client:
+    bar = Progress(len(paths), desc="images", unit="image", enabled=progress_shown() and len(paths) > 1)
+    with (app.client_for(request.blockwise) if any(blockwise) else contextlib.nullcontext()) as client, \
+            contextlib.closing(bar):
         for path, whole_slide in zip(paths, blockwise):
             with profiler.image(path, options=request) as report:
                 if whole_slide:
                     segment_blockwise(model, path, request=request, client=client, report=report)
                 else:
                     segment_file(model, path, request=request, report=report)
+            bar.update()
     outdir = request.outputs.savedir or os.path.dirname(os.path.abspath(paths[0]))
     profiler.finish(outdir)
     return 0

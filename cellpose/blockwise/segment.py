@@ -46,7 +46,7 @@ from ..io.lazy import Plane, open_plane
 from ..io.outputs import check_output_dir
 from ..profiling import stage
 from .blocks import BlockPlan, global_percentiles, make_plan
-from .progress import Progress
+from ..progress import Progress
 from .records import WorkFolder
 from .stitch import assemble_chunk, label_offsets
 

@@ -9,6 +9,7 @@ every output pixel is upstream's: ``acc = f32(f64(acc) + f64(y) * w)`` over tile
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Optional
@@ -19,6 +20,7 @@ import torch
 from ..config import TilingOptions
 from ..preprocess.resize import pad_amounts
 from ..profiling import stage
+from ..progress import Progress, progress_shown
 from .tiling import TileGrid, axis_weight_sums, make_grid, taper_profiles
 
 __all__ = ["run_tiled", "padded_grid"]
@@ -120,7 +122,9 @@ def _network_pass(net, img, place: _Placement, *, batch_size: int, device,
     """
     grid, acc, style, skipped = place.grid, None, None, 0
     w = np.outer(*taper_profiles(*grid.tile))
-    with stage("network") as s:
+    nbatches = -(-grid.ntiles // batch_size)
+    bar = Progress(nbatches, desc="tile batches", unit="batch", enabled=progress_shown() and nbatches > 1)
+    with stage("network") as s, contextlib.closing(bar):
         for k0 in range(0, grid.ntiles, batch_size):
             ks = range(k0, min(k0 + batch_size, grid.ntiles))
             with stage("tile"):
@@ -136,6 +140,7 @@ def _network_pass(net, img, place: _Placement, *, batch_size: int, device,
                 acc = _new_acc(out, img) if acc is None else acc
                 _accumulate(acc, out, place, ks, w)
                 style = _add_styles(style, sty)
+            bar.update()
         s.add(tiles=grid.ntiles, pixels=grid.ntiles * grid.tile[0] * grid.tile[1])
         if empties is not None:
             s.add(skipped_tiles=skipped, forwarded_tiles=grid.ntiles - skipped)

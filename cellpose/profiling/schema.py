@@ -52,7 +52,7 @@ def _stage() -> dict:
 
 
 def _image() -> dict:
-    return _obj({
+    schema = _obj({
         "label": {"type": "string"},
         "path": {"type": ["string", "null"]},
         "shape": {"type": ["array", "null"], "items": dict(_INT)},
@@ -68,6 +68,8 @@ def _image() -> dict:
         "peak_b_per_px": dict(_OPT_NUM),
         "stages": {"$ref": "#/definitions/stage"},
     })
+    schema["properties"]["blockwise"] = {"type": "object"}
+    return schema
 
 
 def _environment() -> dict:

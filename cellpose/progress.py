@@ -1,17 +1,36 @@
 """Progress over blocks (or batches, or images): a tqdm bar on a terminal, a log line every N seconds otherwise."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import sys
 import time
 from typing import Optional
 
-__all__ = ["Progress", "PROGRESS_LOGGER"]
+__all__ = ["Progress", "PROGRESS_LOGGER", "show_progress", "progress_shown"]
 
 PROGRESS_LOGGER = "cellpose.progress"
 """Logger of the periodic progress lines; the CLI shows its INFO records even without ``--verbose``."""
 
 logger = logging.getLogger(PROGRESS_LOGGER)
+
+_SHOWN = contextvars.ContextVar("cellpose_progress_shown", default=False)
+
+
+@contextlib.contextmanager
+def show_progress(on: bool = True):
+    """Within the block, whole-image runs report progress over tile batches (the CLI turns this on)."""
+    token = _SHOWN.set(bool(on))
+    try:
+        yield
+    finally:
+        _SHOWN.reset(token)
+
+
+def progress_shown() -> bool:
+    """True inside ``show_progress()``."""
+    return _SHOWN.get()
 
 
 class Progress:
@@ -31,10 +50,13 @@ class Progress:
         False: count silently.
     stream : file, optional
         Default ``sys.stderr``.
+    unit : str
+        Unit name on the bar.
     """
 
     def __init__(self, total: int, *, done: int = 0, desc: str = "blocks", interval: float = 10.0,
-                 enabled: bool = True, stream=None):
+                 enabled: bool = True, stream=None, unit: str = "block"):
+        self.unit = unit
         self.total, self.done, self.desc, self.interval = int(total), int(done), desc, float(interval)
         self.cells, self.skipped, self._start_done = 0, 0, int(done)
         self._t0 = self._last = time.monotonic()
@@ -45,7 +67,7 @@ class Progress:
     def _make_bar(self, stream):
         from tqdm import tqdm
 
-        return tqdm(total=self.total, initial=self.done, desc=self.desc, unit="block", file=stream,
+        return tqdm(total=self.total, initial=self.done, desc=self.desc, unit=self.unit, file=stream,
                     dynamic_ncols=True)
 
     def update(self, *, cells: int = 0, skipped: bool = False) -> None:
