@@ -103,6 +103,8 @@ def _add_blockwise_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler to run the blocks on")
     g.add_argument("--resume", action="store_true", help="continue an interrupted blockwise run")
     g.add_argument("--estimate", action="store_true", help="print the predicted peak RSS and time, then exit")
+    g.add_argument("--exact_percentiles", action="store_true",
+                   help="normalise with the percentiles of every pixel (uint8/uint16 histogram) instead of eval's sample")
 
 
 def _blockwise_options(args) -> BlockwiseOptions:
@@ -113,7 +115,8 @@ def _blockwise_options(args) -> BlockwiseOptions:
     workers = args.workers if args.workers is not None else max(1, (os.cpu_count() or 1) // 2)
     enabled = True if (args.resume or args.estimate or args.scheduler) and args.blockwise is None else args.blockwise
     return BlockwiseOptions(enabled=enabled, block_size=args.block_size, workers=workers,
-                            scheduler=args.scheduler, resume=args.resume, estimate=args.estimate)
+                            scheduler=args.scheduler, resume=args.resume, estimate=args.estimate,
+                            exact_percentiles=args.exact_percentiles)
 
 
 def _add_variant_args(p: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ upstream-compatible keywords.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
@@ -71,6 +72,15 @@ def check_dynamics_impl(impl) -> str:
     return impl
 
 
+def check_dynamics_chunk(rows, impl: str) -> int:
+    """Return ``rows`` (>= 0; 0 = no chunking) if valid with ``impl``, else raise ValueError."""
+    if isinstance(rows, bool) or not isinstance(rows, numbers.Integral) or rows < 0:
+        raise ValueError(f"dynamics chunk must be a number of rows >= 0 (0 = off); got {rows!r}")
+    if rows > 0 and impl != "fast":
+        raise ValueError(f"dynamics chunk ({rows} rows) needs the fast dynamics implementation; got {impl!r}")
+    return int(rows)
+
+
 @dataclass(frozen=True)
 class DynamicsOptions:
     """Flows → masks (spec §4).
@@ -93,6 +103,9 @@ class DynamicsOptions:
         ``"exact"`` (default: upstream's arithmetic, single-threaded) or ``"fast"`` (float32 integration and
         flow QC parallel over numba's threads; masks agree with exact to AP@0.9 >= 0.99). Checked on
         construction: another value raises ValueError listing ``DYNAMICS_IMPLS``.
+    chunk_rows : int
+        ``> 0`` (fast only): integrate and assemble masks this many rows at a time, so that the field,
+        histogram and label grid are bounded by a chunk plus its halo; the masks are identical. 0 = off.
     """
 
     niter: Optional[int] = None
@@ -102,9 +115,11 @@ class DynamicsOptions:
     max_size_fraction: float = 0.4
     interp: bool = True
     impl: str = "exact"
+    chunk_rows: int = 0
 
     def __post_init__(self):
         check_dynamics_impl(self.impl)
+        check_dynamics_chunk(self.chunk_rows, self.impl)
 
 
 @dataclass(frozen=True)
@@ -155,6 +170,9 @@ class BlockwiseOptions:
         Print the predicted peak RSS and time, then stop.
     auto_pixels : int
         Plane size above which ``enabled=None`` switches to blockwise.
+    exact_percentiles : bool
+        Normalise with the percentiles of every pixel (streamed histogram; uint8/uint16) rather than the
+        pixel sample whole-image ``eval`` uses.
     """
 
     enabled: Optional[bool] = None
@@ -164,3 +182,4 @@ class BlockwiseOptions:
     resume: bool = False
     estimate: bool = False
     auto_pixels: int = 64 * 1024 * 1024
+    exact_percentiles: bool = False

@@ -77,7 +77,8 @@ def segment_path(model, path: Path, *, options: EvalOptions, blockwise: Blockwis
     if savedir is not None:
         out = Path(savedir) / output_paths(path)["store"].name
     result = run(path, model, chan=_chan(options), block_size=blockwise.block_size, out=out, client=client,
-                 resume=blockwise.resume, options=replace(options, channels=None))
+                 resume=blockwise.resume, options=replace(options, channels=None),
+                 exact_percentiles=blockwise.exact_percentiles)
     if report is not None:
         report.set_shape(result.plan.shape)
         report.set_extra("blockwise", _profile_section(result, blockwise, client))

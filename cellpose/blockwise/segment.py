@@ -46,6 +46,7 @@ from ..io.lazy import Plane, open_plane
 from ..io.outputs import check_output_dir
 from ..profiling import stage
 from .blocks import BlockPlan, global_percentiles, make_plan
+from .blocks import exact_percentiles as exact_percentiles_of
 from ..progress import Progress
 from .records import WorkFolder
 from .stitch import assemble_chunk, label_offsets
@@ -90,8 +91,13 @@ def output_paths(source, out=None) -> dict:
             "work": store.with_name(store.name + ".work")}
 
 
-def plan_for(plane: Plane, model, *, options: EvalOptions, block_size: Optional[int] = None) -> BlockPlan:
-    """The run's plan: scale and niter as ``eval`` derives them, halo, block size, global percentiles."""
+def plan_for(plane: Plane, model, *, options: EvalOptions, block_size: Optional[int] = None,
+             exact_percentiles: bool = False) -> BlockPlan:
+    """The run's plan: scale and niter as ``eval`` derives them, halo, block size, global percentiles.
+
+    ``exact_percentiles`` takes the percentiles of every pixel (streamed histogram, uint8/uint16) instead of
+    the sample whole-image ``eval`` uses.
+    """
     if not options.resample:
         raise ValueError("blockwise segmentation needs resample=True (--no_resample is not supported)")
     if options.normalize.tile_norm_blocksize or options.normalize.lowhigh is not None:
@@ -99,8 +105,9 @@ def plan_for(plane: Plane, model, *, options: EvalOptions, block_size: Optional[
     scale = model.rescale_for(options.diameter)
     diameter = float(model.diam_mean) / float(scale)
     niter = options.dynamics.niter or (200 if scale == 1.0 else _niter_for(scale))
+    percentiles = exact_percentiles_of if exact_percentiles else global_percentiles
     with stage("normalize.percentiles"):
-        lo, hi = global_percentiles(plane, options.normalize.percentile) if options.normalize.normalize \
+        lo, hi = percentiles(plane, options.normalize.percentile) if options.normalize.normalize \
             else (np.float32(0), np.float32(1))
     return make_plan(plane.shape, scale=scale, block=block_size, diameter=diameter, lo=lo, hi=hi, niter=niter,
                      tiling=options.tiling, dynamics=options.dynamics)
@@ -206,7 +213,7 @@ def _levels(store: Path) -> list:
 
 def segment(source, model, *, chan: int = 1, block_size: Optional[int] = None, out=None, client=None,
             resume: bool = False, options: Optional[EvalOptions] = None, diameter: Optional[float] = None,
-            progress: bool = True, keep_work: bool = False) -> Path:
+            progress: bool = True, keep_work: bool = False, exact_percentiles: bool = False) -> Path:
     """Segment one channel of a slide block by block; write OME-Zarr labels, a pyramidal OME-TIFF and a table.
 
     Parameters
@@ -233,6 +240,9 @@ def segment(source, model, *, chan: int = 1, block_size: Optional[int] = None, o
         Show a bar (terminal) or periodic log lines.
     keep_work : bool
         Keep the block records after success.
+    exact_percentiles : bool
+        Normalise with the percentiles of every pixel (uint8/uint16, streamed histogram) instead of the pixel
+        sample whole-image ``eval`` uses (the default, which gives ``eval``'s answer).
 
     Returns
     -------
@@ -240,17 +250,18 @@ def segment(source, model, *, chan: int = 1, block_size: Optional[int] = None, o
         The OME-Zarr label store.
     """
     return run(source, model, chan=chan, block_size=block_size, out=out, client=client, resume=resume,
-               options=options, diameter=diameter, progress=progress, keep_work=keep_work).store
+               options=options, diameter=diameter, progress=progress, keep_work=keep_work,
+               exact_percentiles=exact_percentiles).store
 
 
-def _prepare(source, model, *, chan, block_size, out, resume, options, diameter):
+def _prepare(source, model, *, chan, block_size, out, resume, options, diameter, exact_percentiles):
     options = options or EvalOptions()
     if diameter is not None:
         options = replace(options, diameter=diameter if diameter > 0 else None)
     plane = open_plane(source, chan=chan)
     paths = output_paths(source, out)
     check_output_dir(paths["store"].parent)
-    plan = plan_for(plane, model, options=options, block_size=block_size)
+    plan = plan_for(plane, model, options=options, block_size=block_size, exact_percentiles=exact_percentiles)
     if plan.flat:
         logger.warning("%s: the plane is constant or all NaN after normalisation: no objects", plane.name)
     work = WorkFolder(paths["work"])
@@ -259,11 +270,12 @@ def _prepare(source, model, *, chan, block_size, out, resume, options, diameter)
 
 
 def run(source, model, *, chan: int = 1, block_size=None, out=None, client=None, resume=False, options=None,
-        diameter=None, progress=True, keep_work=False) -> BlockwiseResult:
+        diameter=None, progress=True, keep_work=False, exact_percentiles=False) -> BlockwiseResult:
     """``segment`` returning a :class:`BlockwiseResult` (paths, cell count, per-block statistics, plan)."""
     t0 = time.perf_counter()
     plane, paths, plan, work = _prepare(source, model, chan=chan, block_size=block_size, out=out,
-                                        resume=resume, options=options, diameter=diameter)
+                                        resume=resume, options=options, diameter=diameter,
+                                        exact_percentiles=exact_percentiles)
     done = work.done()
     todo = [k for k in range(plan.grid.nblocks) if k not in done]
     logger.info("%s: %d blocks of %d px (halo %d), %d to do", plane.name, plan.grid.nblocks, plan.block,

@@ -15,7 +15,7 @@ from ..config import NormalizeOptions
 from ..inference.tiling import tile_starts
 from .resize import resize_image
 
-__all__ = ["is_flat", "normalize_image", "normalize_channel", "percentile_range", "percentiles_f32", "SUBSAMPLE_LIMIT",
+__all__ = ["is_flat", "normalize_image", "normalize_channel", "percentile_range", "percentiles_f32", "percentiles_from_histogram", "SUBSAMPLE_LIMIT",
            "SUBSAMPLE_TARGET", "MIN_RANGE"]
 
 SUBSAMPLE_TARGET = 224
@@ -151,6 +151,35 @@ def percentiles_f32(values: np.ndarray, percentiles) -> list:
     kth = sorted({k for i, _ in idx for k in (i, min(i + 1, n - 1))})
     values.partition(kth)
     return [_lerp(values[i], values[min(i + 1, n - 1)], g) for i, g in idx]
+
+
+def percentiles_from_histogram(counts: np.ndarray, percentiles) -> list:
+    """``percentiles_f32`` of the integer values a histogram counts, without the values.
+
+    Parameters
+    ----------
+    counts : ndarray (V,) int
+        ``counts[v]`` = how many pixels have the value ``v`` (a streamed ``np.bincount`` of a uint8/uint16 image).
+    percentiles : sequence of float
+
+    Returns
+    -------
+    out : list of numpy.float32
+        Equal to ``percentiles_f32(values.astype(float32), percentiles)`` of the counted values.
+    """
+    cum = np.cumsum(np.asarray(counts, np.int64))
+    n = int(cum[-1]) if cum.size else 0
+    if n == 0:
+        raise ValueError("percentiles of an empty histogram")
+
+    def kth(k: int) -> np.float32:
+        return np.float32(np.searchsorted(cum, k, side="right"))
+
+    out = []
+    for p in percentiles:
+        i, g = _virtual_index(n, p)
+        out.append(_lerp(kth(i), kth(min(i + 1, n - 1)), g))
+    return out
 
 
 def _virtual_index(n: int, p: float) -> tuple[int, np.float32]:
