@@ -179,7 +179,7 @@ class CellposeModel:
              max_size_fraction: float = 0.4, interp: bool = True, rescale: Optional[float] = None,
              dynamics: str = "exact", *, preset=None, precision: Optional[str] = None,
              backend: Optional[str] = None, channels_last: Optional[bool] = None,
-             skip_empty: Optional[bool] = None):
+             skip_empty: Optional[bool] = None, dynamics_chunk: int = 0):
         """Segment one image (or a list of images).
 
         Parameters
@@ -196,6 +196,9 @@ class CellposeModel:
             Dynamics (see ``config.DynamicsOptions``).
         dynamics : {"exact", "fast"}
             Implementation of the dynamics (``DynamicsOptions.impl``); another value raises ValueError.
+        dynamics_chunk : int
+            Rows per chunk of the fast dynamics (``DynamicsOptions.chunk_rows``; 0 = off, > 0 needs
+            ``dynamics="fast"``).
         preset, precision, backend, channels_last, skip_empty : optional
             Network variant of this call (see ``cellpose.variants``; ``None``: the model's, else the scope's).
             Unknown values raise ``variants.UnknownVariantError`` listing the valid ones.
@@ -216,7 +219,7 @@ class CellposeModel:
             dynamics=DynamicsOptions(niter=niter, cellprob_threshold=float(cellprob_threshold),
                                      flow_threshold=flow_threshold, min_size=int(min_size),
                                      max_size_fraction=float(max_size_fraction), interp=bool(interp),
-                                     impl=dynamics))
+                                     impl=dynamics, chunk_rows=dynamics_chunk))
         variant = _variants.explicit_settings(preset=preset, precision=precision, backend=backend,
                                               channels_last=channels_last, skip_empty=skip_empty)
         if isinstance(x, (list, tuple)):
@@ -286,7 +289,7 @@ class CellposeModel:
             masks = _compute_masks(y[:2], y[2], niter=int(niter), cellprob_threshold=dyn.cellprob_threshold,
                                    flow_threshold=dyn.flow_threshold, min_size=dyn.min_size,
                                    max_size_fraction=dyn.max_size_fraction, interp=dyn.interp, shape=tuple(shape),
-                                   impl=dyn.impl)
+                                   impl=dyn.impl, chunk_rows=dyn.chunk_rows)
         return masks
 
 

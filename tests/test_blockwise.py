@@ -297,3 +297,29 @@ def test_segment_api_accepts_a_dask_array_and_needs_out(tmp_path, model):
     whole, _, _ = model.eval(img[0], channels=[0, 0])
     ap = average_precision(whole.astype(np.int64), _labels(store).astype(np.int64), thresholds=(0.9,))["ap"][0]
     assert ap >= 0.99
+
+
+def test_dir_blockwise_writes_outputs_and_per_block_profile_rows(tmp_path, caplog):
+    _write(tmp_path / "one.ome.tif", (300, 520), seed=6)
+    rc = main(["--dir", str(tmp_path), "--chan", "1", "--blockwise", "--workers", "0", "--block_size", "256",
+               "--profile"])
+    assert rc == 0
+    image = json.loads((tmp_path / "profile.json").read_text())["images"][0]
+    rows = image["blockwise"]["blocks"]
+    assert [r["block"] for r in rows] == [0, 1, 2, 3, 4, 5]
+    assert sum(r["cells"] for r in rows) == image["blockwise"]["cells"] == _labels(tmp_path / "one_cp_masks.ome.zarr").max()
+    assert image["blockwise"]["estimate"]["peak_worker_mb"] > 0
+    from cellpose.io.files import list_images
+
+    assert [p.endswith("one.ome.tif") for p in list_images(tmp_path)] == [True], "outputs must not be listed as inputs"
+
+
+def test_cli_switches_to_blockwise_above_the_threshold_and_says_so(tmp_path, caplog):
+    from cellpose.blockwise.app import wants_blockwise
+    from cellpose.config import BlockwiseOptions
+
+    _write(tmp_path / "t.ome.tif", (200, 210), seed=1)
+    assert not wants_blockwise(tmp_path / "t.ome.tif", BlockwiseOptions(enabled=None))
+    assert wants_blockwise(tmp_path / "t.ome.tif", BlockwiseOptions(enabled=None, auto_pixels=40_000))
+    assert "segmenting blockwise" in caplog.text
+    assert not wants_blockwise(tmp_path / "t.ome.tif", BlockwiseOptions(enabled=False, auto_pixels=1))

@@ -114,11 +114,11 @@ def _flows(model, plane, plan: BlockPlan, region: Box):
 def _masks(plan: BlockPlan, dP, cellprob) -> np.ndarray:
     dyn = plan.dynamics
     with stage("dynamics"):
-        extra = {"impl": dyn.impl} if hasattr(dyn, "impl") else {}
         return compute_masks(dP, cellprob, niter=plan.niter, cellprob_threshold=dyn.cellprob_threshold,
                              flow_threshold=dyn.flow_threshold, min_size=dyn.min_size,
                              max_size_fraction=dyn.max_size_fraction, interp=dyn.interp,
-                             image_pixels=int(plan.shape[0]) * int(plan.shape[1]), **extra)
+                             image_pixels=int(plan.shape[0]) * int(plan.shape[1]), impl=dyn.impl,
+                             chunk_rows=dyn.chunk_rows)
 
 
 @numba.njit(cache=True, nogil=True)

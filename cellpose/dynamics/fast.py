@@ -10,34 +10,56 @@ reads ``dP`` and the foreground mask at every corner. Here:
 * a pixel stops when a step leaves it exactly where it was (a fixed point, as the exact path) or when it
   comes back exactly to where it was two steps before: the map is deterministic, so it then alternates
   between two positions and the one reached after ``niter`` steps follows from the parity of the steps left;
+* each thread works through its rows in ``LANES`` interleaved lanes (independent dependency chains that the
+  CPU overlaps; a finished lane takes the next pixel);
 * rows are spread over numba's threads (``numba.get_num_threads()``) in an interleaved order, and every
   pixel writes its result at its own precomputed index, so the output does not depend on the thread count.
+  ``compute_masks`` runs the fast path inside ``thread_limit`` (fewer threads for small images).
 
 Results can differ from the exact path in the last bits of a position (float32 blend), which moves a few
 end points by one pixel; ``tests/test_dynamics_fast.py`` bounds the effect on the masks.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numba
 import numpy as np
 
 from ..profiling import stage
 
-__all__ = ["follow_flows_fast"]
+__all__ = ["field_rows", "follow_flows_fast", "follow_rows", "row_starts", "thread_limit"]
 
 _FIVE = np.float32(5.0)
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
 ROW_GROUPS_PER_THREAD = 16
+#: foreground pixels per thread below which fewer threads are used: waking a thread costs more than it saves
+#: on small images (a loaded 2-core machine measured 40-70 ms with 2 threads vs 31 ms with 1 at 384²)
+MIN_PIXELS_PER_THREAD = 250_000
 LANES = 4
 
 
+@contextlib.contextmanager
+def thread_limit(pixels: int):
+    """Within the block, numba runs at most one thread per ``MIN_PIXELS_PER_THREAD`` foreground pixels (at
+    least one, at most ``numba.get_num_threads()``, which follows ``NUMBA_NUM_THREADS`` and
+    ``numba.set_num_threads``); yields that count. Results do not depend on it."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(before, int(pixels) // MIN_PIXELS_PER_THREAD)))
+    try:
+        yield numba.get_num_threads()
+    finally:
+        numba.set_num_threads(before)
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _field(dP, fg):
-    """(Ly, Lx, 2) float32 field ``dP / 5`` on the foreground, 0 elsewhere."""
-    Ly, Lx = fg.shape
-    F = np.empty((Ly, Lx, 2), np.float32)
-    for y in numba.prange(Ly):
+def field_rows(dP, fg, lo, hi, F):
+    """Fill rows ``lo <= y < hi`` of ``F`` (Ly, Lx, 2) float32 with ``dP / 5`` on the foreground, 0 elsewhere.
+
+    Other rows are not touched: a fresh ``np.empty`` F then holds physical memory for these rows only."""
+    Lx = fg.shape[1]
+    for y in numba.prange(lo, hi):
         for x in range(Lx):
             if fg[y, x]:
                 F[y, x, 0] = dP[0, y, x] / _FIVE
@@ -45,11 +67,10 @@ def _field(dP, fg):
             else:
                 F[y, x, 0] = _ZERO
                 F[y, x, 1] = _ZERO
-    return F
 
 
 @numba.njit(cache=True, nogil=True)
-def _row_starts(fg):
+def row_starts(fg):
     """Index of the first foreground pixel of each row in row-major order; (Ly + 1,) int64."""
     Ly, Lx = fg.shape
     starts = np.zeros(Ly + 1, np.int64)
@@ -84,7 +105,8 @@ def _sample(F, py, px, interp):
 def _step(F, pos, it, l, niter, interp):
     """Advance lane ``l`` by one step; return (done, y, x) with (y, x) its position after ``niter`` steps if done.
 
-    ``pos[l]`` holds (y, x, y two steps ago, x two steps ago); ``it[l]`` the steps taken.
+    ``pos[l]`` holds (y, x) now and (y, x) one step earlier; ``it[l]`` the steps taken. A step that lands on
+    the earlier position closes a 2-cycle.
     """
     py, px = pos[l, 0], pos[l, 1]
     i = it[l]
@@ -105,19 +127,20 @@ def _step(F, pos, it, l, niter, interp):
 
 
 @numba.njit(cache=True, nogil=True)
-def _next_pixel(fg, starts, groups, y, x, k):
-    """The foreground pixel after (y, x) (index k) in row order y, y + groups, ...; y >= Ly when none is left."""
-    Ly, Lx = fg.shape
+def _next_pixel(fg, starts, groups, y, x, k, stop):
+    """The foreground pixel after (y, x) (index k) in row order y, y + groups, ... < stop; y >= stop when none
+    is left."""
+    Lx = fg.shape[1]
     x += 1
     k += 1
-    while y < Ly:
+    while y < stop:
         while x < Lx:
             if fg[y, x]:
                 return y, x, k
             x += 1
         y += groups
         x = 0
-        if y < Ly:
+        if y < stop:
             k = starts[y]
     return y, x, k
 
@@ -131,18 +154,17 @@ def _load(pos, it, idx, l, y, x, k):
 
 
 @numba.njit(cache=True, nogil=True)
-def _follow_group(F, fg, starts, niter, interp, groups, g, out):
-    """Integrate the pixels of rows g, g + groups, ... in LANES interleaved lanes (independent dependency
-    chains that the CPU overlaps); a finished lane takes the next pixel."""
-    Ly = fg.shape[0]
+def _follow_group(F, fg, starts, niter, interp, groups, g, stop, out):
+    """Integrate the pixels of rows g, g + groups, ... < stop in LANES interleaved lanes (independent
+    dependency chains that the CPU overlaps); a finished lane takes the next pixel."""
     pos = np.empty((LANES, 4), np.float32)
     it = np.zeros(LANES, np.int64)
     idx = np.full(LANES, -1, np.int64)
-    y, x, k = _next_pixel(fg, starts, groups, g, -1, starts[g] - 1)
+    y, x, k = _next_pixel(fg, starts, groups, g, -1, starts[g] - 1, stop)
     for l in range(LANES):
-        if y < Ly:
+        if y < stop:
             _load(pos, it, idx, l, y, x, k)
-            y, x, k = _next_pixel(fg, starts, groups, y, x, k)
+            y, x, k = _next_pixel(fg, starts, groups, y, x, k, stop)
     active = np.count_nonzero(idx >= 0)
     while active > 0:
         for l in range(LANES):
@@ -153,18 +175,40 @@ def _follow_group(F, fg, starts, niter, interp, groups, g, out):
                 continue
             out[0, idx[l]], out[1, idx[l]] = np.int32(ey), np.int32(ex)
             idx[l] = -1
-            if y < Ly:
+            if y < stop:
                 _load(pos, it, idx, l, y, x, k)
-                y, x, k = _next_pixel(fg, starts, groups, y, x, k)
+                y, x, k = _next_pixel(fg, starts, groups, y, x, k, stop)
             else:
                 active -= 1
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _follow(F, fg, starts, niter, interp, groups, out):
-    """Integrate every foreground pixel; row group ``g`` takes rows ``g, g + groups, ...``."""
+def _follow(F, fg, starts, niter, interp, r0, r1, groups, out):
+    """Integrate the foreground pixels of rows ``r0 <= y < r1``; row group ``g`` takes rows ``r0 + g,
+    r0 + g + groups, ...``."""
     for g in numba.prange(groups):
-        _follow_group(F, fg, starts, niter, interp, groups, np.int64(g), out)
+        _follow_group(F, fg, starts, niter, interp, groups, r0 + np.int64(g), r1, out)
+
+
+def follow_rows(F: np.ndarray, fg: np.ndarray, starts: np.ndarray, *, niter: int, interp: bool, rows, out) -> None:
+    """Integrate the foreground pixels starting in image rows ``rows[0] <= y < rows[1]`` into ``out``.
+
+    Parameters
+    ----------
+    F : ndarray (Ly, Lx, 2) float32
+        Field (``field_rows``); only the rows the paths reach are read.
+    fg : ndarray (Ly, Lx) bool
+    starts : ndarray (Ly + 1,) int64
+        ``row_starts(fg)``: output index of each row's first foreground pixel.
+    niter : int
+    interp : bool
+    rows : (int, int)
+    out : ndarray (2, N) int32
+        End positions, written at the indices of the pixels of ``rows``.
+    """
+    r0, r1 = int(rows[0]), int(rows[1])
+    groups = max(1, min(r1 - r0, ROW_GROUPS_PER_THREAD * numba.get_num_threads()))
+    _follow(F, fg, starts, int(niter), bool(interp), r0, r1, groups, out)
 
 
 def follow_flows_fast(dP: np.ndarray, fg: np.ndarray, *, niter: int, interp: bool = True) -> np.ndarray:
@@ -192,12 +236,12 @@ def follow_flows_fast(dP: np.ndarray, fg: np.ndarray, *, niter: int, interp: boo
         raise ValueError(f"dP must be (2, Ly, Lx) matching fg {fg.shape}, got {dP.shape}")
     if niter < 0:
         raise ValueError(f"niter must be >= 0, got {niter}")
-    starts = _row_starts(fg)
+    starts = row_starts(fg)
     out = np.empty((2, int(starts[-1])), np.int32)
     if out.shape[1] == 0:
         return out
     with stage("dynamics.fast_field"):
-        F = _field(dP, fg)
-    groups = max(1, min(fg.shape[0], ROW_GROUPS_PER_THREAD * numba.get_num_threads()))
-    _follow(F, fg, starts, int(niter), bool(interp), groups, out)
+        F = np.empty(fg.shape + (2,), np.float32)
+        field_rows(dP, fg, 0, fg.shape[0], F)
+    follow_rows(F, fg, starts, niter=niter, interp=interp, rows=(0, fg.shape[0]), out=out)
     return out

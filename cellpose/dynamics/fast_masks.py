@@ -18,7 +18,7 @@ from typing import Optional
 import numba
 import numpy as np
 
-from .fast import _row_starts
+from .fast import row_starts
 from .flows import label_boxes
 from .masks import GROW_MIN_COUNT, GROW_STEPS, PAD, _fill_holes, _histogram, _seeds, renumber, smallest_dtype
 
@@ -142,29 +142,32 @@ def get_masks_fast(p: np.ndarray, fg: np.ndarray, *, max_size_fraction: float = 
     _paint(grid, seeds, regions, order)
     del H, regions
     masks = np.zeros(fg.shape, np.uint32)
-    _lookup(grid, fg, p, _row_starts(fg), masks)
+    _lookup(grid, fg, p, row_starts(fg), masks)
     total = masks.size if image_pixels is None else int(image_pixels)
     _drop_by_size(masks, above=max_size_fraction * total)
     renumber(masks)
     return masks
 
 
-def fill_holes_and_remove_small_masks_fast(masks: np.ndarray, *, min_size: int = 15) -> np.ndarray:
+def fill_holes_and_remove_small_masks_fast(masks: np.ndarray, *, min_size: int = 15,
+                                           inplace: bool = False) -> np.ndarray:
     """``masks.fill_holes_and_remove_small_masks`` with the size filters done by ``_drop_by_size``.
 
     Parameters
     ----------
     masks : ndarray (Ly, Lx) unsigned int
-        Label image; labels may have gaps. Not modified.
+        Label image; labels may have gaps. Modified only with ``inplace`` when it is C-contiguous uint32.
     min_size : int
         Minimum pixel count; ``<= 0`` only fills holes (labels kept as they are).
+    inplace : bool
+        Work on ``masks`` itself instead of a copy (saves one uint32 label image of memory).
 
     Returns
     -------
     masks : ndarray (Ly, Lx) uint16 or uint32
         Labels 1..n in raster first-appearance order (when ``min_size > 0``), uint16 when n <= 65535.
     """
-    masks = np.array(masks, dtype=np.uint32, copy=True, order="C")
+    masks = np.ascontiguousarray(masks, dtype=np.uint32) if inplace else np.array(masks, dtype=np.uint32, order="C")
     if masks.ndim != 2:
         raise ValueError(f"masks must be 2D, got shape {masks.shape}")
     if masks.size == 0 or masks.max() == 0:

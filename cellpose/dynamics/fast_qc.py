@@ -101,15 +101,18 @@ def flow_errors_fast(masks: np.ndarray, dP: np.ndarray) -> np.ndarray:
     return out
 
 
-def remove_bad_flow_masks_fast(masks: np.ndarray, dP: np.ndarray, *, threshold: float = 0.4) -> np.ndarray:
+def remove_bad_flow_masks_fast(masks: np.ndarray, dP: np.ndarray, *, threshold: float = 0.4,
+                               inplace: bool = False) -> np.ndarray:
     """Zero the masks whose flow error exceeds ``threshold`` (labels are not renumbered).
 
     Parameters
     ----------
     masks : ndarray (Ly, Lx) unsigned int
-        Label image. Not modified.
+        Label image. Modified (and returned) only with ``inplace`` and when C-contiguous.
     dP : ndarray (2, Ly, Lx) float32
     threshold : float
+    inplace : bool
+        Work on ``masks`` itself instead of a copy (saves one label image of memory).
 
     Returns
     -------
@@ -118,7 +121,7 @@ def remove_bad_flow_masks_fast(masks: np.ndarray, dP: np.ndarray, *, threshold: 
     errors = flow_errors_fast(masks, dP)
     bad = np.zeros(errors.size + 1, np.bool_)
     bad[1:] = errors > threshold
-    masks = np.array(masks, order="C", copy=True)
+    masks = np.ascontiguousarray(masks) if inplace else np.array(masks, order="C")
     if bad.any():
         drop_labels(masks, bad)
     return masks
