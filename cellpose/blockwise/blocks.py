@@ -116,6 +116,8 @@ class BlockPlan:
         Euler steps.
     tiling, dynamics
         As for ``eval``.
+    variant : cellpose.variants.NetVariant or None
+        The network variant, resolved for the device (None: the exact network).
     """
 
     shape: Tuple[int, int]
@@ -128,6 +130,7 @@ class BlockPlan:
     niter: int
     tiling: TilingOptions = field(default_factory=TilingOptions)
     dynamics: DynamicsOptions = field(default_factory=DynamicsOptions)
+    variant: Optional[object] = None
 
     @property
     def grid(self) -> BlockGrid:
@@ -148,11 +151,12 @@ class BlockPlan:
         """JSON-able identity of the plan (for the resume manifest)."""
         return {"shape": list(self.shape), "scaled": list(self.scaled), "scale": float(self.scale),
                 "block": int(self.block), "halo": int(self.halo), "lo": float(self.lo), "hi": float(self.hi),
-                "niter": int(self.niter), "tiling": vars(self.tiling), "dynamics": vars(self.dynamics)}
+                "niter": int(self.niter), "tiling": vars(self.tiling), "dynamics": vars(self.dynamics),
+                "variant": None if self.variant is None else {k: str(v) for k, v in vars(self.variant).items()}}
 
 
 def make_plan(shape, *, scale, block: Optional[int], diameter: float, lo, hi, niter: int,
-              tiling: TilingOptions, dynamics: DynamicsOptions) -> BlockPlan:
+              tiling: TilingOptions, dynamics: DynamicsOptions, variant=None) -> BlockPlan:
     """Build and check a plan (raises ValueError for a block smaller than its halo or ``MIN_BLOCK``)."""
     halo = halo_for(diameter)
     block = default_block_size(diameter) if not block else int(block)
@@ -164,4 +168,4 @@ def make_plan(shape, *, scale, block: Optional[int], diameter: float, lo, hi, ni
     if min(scaled) < 1:
         raise ValueError(f"diameter gives a rescaled image of {scaled[0]}x{scaled[1]} pixels")
     return BlockPlan(tuple(int(n) for n in shape), scaled, scale, block, halo, float(lo), float(hi), int(niter),
-                     tiling, dynamics)
+                     tiling, dynamics, variant)

@@ -30,6 +30,7 @@ class ModelSpec:
     pretrained_model: str
     device: str = "cpu"
     threads: int = 1
+    variant_settings: tuple = ()
 
 
 def worker_threads(workers: int) -> int:
@@ -51,7 +52,7 @@ def load_model(spec: ModelSpec):
     from ..models import CellposeModel
 
     _set_threads(spec.threads)
-    return CellposeModel(pretrained_model=spec.pretrained_model, device=spec.device)
+    return CellposeModel(pretrained_model=spec.pretrained_model, device=spec.device, **dict(spec.variant_settings))
 
 
 class ModelPlugin(WorkerPlugin):

@@ -109,8 +109,9 @@ def plan_for(plane: Plane, model, *, options: EvalOptions, block_size: Optional[
     with stage("normalize.percentiles"):
         lo, hi = percentiles(plane, options.normalize.percentile) if options.normalize.normalize \
             else (np.float32(0), np.float32(1))
+    _, variant = model.resolve_variant()
     return make_plan(plane.shape, scale=scale, block=block_size, diameter=diameter, lo=lo, hi=hi, niter=niter,
-                     tiling=options.tiling, dynamics=options.dynamics)
+                     tiling=options.tiling, dynamics=options.dynamics, variant=variant)
 
 
 def _niter_for(scale) -> int:
@@ -146,7 +147,8 @@ def _run_on_dask(todo, *, model, plane, plan, work, client, progress) -> list:
     from .cluster import ModelPlugin, ModelSpec, block_task, worker_threads
 
     nworkers = max(1, len(client.scheduler_info().get("workers", {})))
-    spec = ModelSpec(str(model.pretrained_model), str(model.device), worker_threads(nworkers))
+    spec = ModelSpec(str(model.pretrained_model), str(model.device), worker_threads(nworkers),
+                     tuple(sorted(model.variant_settings.items())))
     client.register_plugin(ModelPlugin(spec), name=ModelPlugin.name)
     futures = [client.submit(block_task, plane, plan, k, str(work.path), pure=False) for k in todo]
     stats = []

@@ -102,7 +102,9 @@ def _flows(model, plane, plan: BlockPlan, region: Box):
     img = _network_input(plane, plan, wplan)
     if img is None:
         return None
-    y = run_window(model.net, img, wplan, batch_size=plan.tiling.batch_size, device=model.device)
+    net = model.net if plan.variant is None else model.network_for(plan.variant)
+    skip = bool(getattr(plan.variant, "skip_empty", False))
+    y = run_window(net, img, wplan, batch_size=plan.tiling.batch_size, device=model.device, skip_empty=skip)
     del img
     if plan.rescaled:
         with stage("resize_back"):

@@ -15,7 +15,7 @@ import torch
 from ..config import TilingOptions
 from ..geometry import Box, tile_footprint, tiles_touching
 from ..profiling import stage
-from .run_net import _accumulate, _check_image, _cut_tiles, _forward, _normalise, _Placement, padded_grid
+from .run_net import _accumulate, _check_image, _cut_tiles, _forward_skipping, _normalise, _Placement, padded_grid
 from .tiling import taper_profiles
 
 __all__ = ["WindowPlan", "plan_window", "run_window"]
@@ -68,7 +68,8 @@ def plan_window(shape, target: Box, *, tiling: TilingOptions) -> WindowPlan:
     return WindowPlan(grid, offset, shape, tiles, window, tuple(int(v) for v in target))
 
 
-def run_window(net, img: np.ndarray, plan: WindowPlan, *, batch_size: int = 8, device=None) -> np.ndarray:
+def run_window(net, img: np.ndarray, plan: WindowPlan, *, batch_size: int = 8, device=None,
+               skip_empty: bool = False) -> np.ndarray:
     """Network output over ``plan.target`` from the image pixels of ``plan.window``.
 
     Parameters
@@ -83,6 +84,8 @@ def run_window(net, img: np.ndarray, plan: WindowPlan, *, batch_size: int = 8, d
         Tiles per forward pass.
     device : torch.device, optional
         Default: the CPU.
+    skip_empty : bool
+        Constant tiles get the network's cached output for that constant instead of a forward pass.
 
     Returns
     -------
@@ -95,13 +98,14 @@ def run_window(net, img: np.ndarray, plan: WindowPlan, *, batch_size: int = 8, d
         raise ValueError(f"window image has shape {img.shape[:2]}, the plan needs {(wy1 - wy0, wx1 - wx0)}")
     device = torch.device("cpu") if device is None else torch.device(device)
     place = _Placement(plan.grid, (plan.offset[0] + wy0, plan.offset[1] + wx0), img.shape[:2])
-    acc = _window_pass(net, img, place, plan.tiles, batch_size=batch_size, device=device)
+    acc = _window_pass(net, img, place, plan.tiles, batch_size=batch_size, device=device,
+                       empties={} if skip_empty else None)
     _normalise(acc, place)
     ty0, ty1, tx0, tx1 = plan.target
     return np.ascontiguousarray(acc[:, ty0 - wy0: ty1 - wy0, tx0 - wx0: tx1 - wx0])
 
 
-def _window_pass(net, img, place, tiles, *, batch_size: int, device) -> np.ndarray:
+def _window_pass(net, img, place, tiles, *, batch_size: int, device, empties) -> np.ndarray:
     """Accumulate the weighted outputs of ``tiles`` (in order) over the window."""
     w = np.outer(*taper_profiles(*place.grid.tile))
     acc = None
@@ -111,8 +115,10 @@ def _window_pass(net, img, place, tiles, *, batch_size: int, device) -> np.ndarr
             with stage("tile"):
                 batch = _cut_tiles(img, place, ks)
             with stage("network.batch") as sb:
-                out, _ = _forward(net, batch, device)
+                out, _, nskip = _forward_skipping(net, batch, device, empties)
                 sb.add(tiles=len(ks), pixels=batch.shape[0] * batch.shape[2] * batch.shape[3])
+                if empties is not None:
+                    sb.add(skipped_tiles=nskip, forwarded_tiles=len(ks) - nskip)
             with stage("tile_average.batch"):
                 if acc is None:
                     acc = np.zeros((out.shape[1],) + img.shape[:2], np.float32)
