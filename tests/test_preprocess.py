@@ -151,8 +151,20 @@ def test_percentile_normalisation(rng):
     out = normalize_image(x, options=NormalizeOptions())
     lo, hi = percentiles_f32(x[:, :, 0].ravel().copy(), [1.0, 99.0])
     np.testing.assert_array_equal(out[:, :, 0], (x[:, :, 0] - lo) / (hi - lo))
-    np.testing.assert_array_equal(out[:, :, 1], 7.0)  # constant channel untouched
+    np.testing.assert_array_equal(out[:, :, 1], 0.0)  # constant channel -> 0 (fixed [quirk]: upstream keeps the 7s)
     assert x[0, 0, 1] == 7.0 and out is not x
+
+
+def test_constant_and_all_nan_channels_normalise_to_zero(rng):
+    from cellpose.preprocess.normalize import is_flat
+
+    x = _image(rng)
+    x[:, :, 0] = np.nan
+    x[:, :, 1] = 1000.0
+    x[3, 4, 1] = np.nan
+    assert is_flat(x[:, :, 0]) and is_flat(x[:, :, 1]) and not is_flat(_image(rng)[:, :, 0])
+    out = normalize_image(x, options=NormalizeOptions())
+    assert not out.any()
 
 
 def test_inplace_and_copy(rng):
@@ -248,7 +260,7 @@ def test_tile_normalisation_replaces_flat_blocks(rng):
     out = normalize_image(x, options=NormalizeOptions(tile_norm_blocksize=64))
     assert np.isfinite(out).all() and np.abs(out).max() < 50
     flat = normalize_image(np.full((100, 100, 1), 2.0, np.float32), options=NormalizeOptions(tile_norm_blocksize=32))
-    assert (flat == 2.0).all()  # constant channel: untouched
+    assert (flat == 0.0).all()  # constant channel -> 0 (fixed [quirk], docs/upstream-differences.md)
 
 
 # ------------------------------------------------------------------------------------------ resize / pad

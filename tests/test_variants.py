@@ -1,0 +1,252 @@
+"""Network variants (``cellpose.variants``): CLI and API, profile.json records, accuracy against exact.
+
+Accuracy bounds, as max|variant - exact| / max|exact| over the image, for dP and cellprob separately:
+
+* float32 variants (channels_last, compile, openvino fp32) only reorder float32 sums: the convolutions add
+  up to 3·3·256 = 2,304 products per output, so a reordering moves a value by about sqrt(2304)·2^-24 ≈ 3e-6
+  of its magnitude per layer, a few 1e-6 after the network; measured 4e-7 - 8e-7. Bound: 1e-4.
+* bf16 keeps 8 significant bits (unit roundoff 2^-9 ≈ 2e-3) in every convolution input and output of the
+  ~45 layers, residual sums included; independent roundings grow like sqrt(depth), i.e. about 1.5 %.
+  Measured: 0.9 % on one batch of random tiles, 2.6 % (dP) and 7 % (cellprob, whose maximum is small next to
+  its errors far from any cell) on the 256² generated image. Bound: 0.15 (2x the largest measured). What
+  matters for bf16 is the masks, checked separately at AP@0.5 >= 0.98 against exact.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from cellpose import profiling, variants
+from cellpose.cli import main
+from cellpose.data import make_image
+from cellpose.metrics import average_precision
+from cellpose.models import CellposeModel
+from cellpose.net.weights import DEFAULT_BUNDLED_MODEL
+
+HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
+FP32_BOUND = 1e-4
+BF16_BOUND = 0.15
+NATIVE_BF16 = bool(variants.cpu_features() & {"avx512_bf16", "amx_bf16"})
+
+# name -> (CLI flags, eval keywords, expected resolved (precision, backend, channels_last, skip_empty) or None)
+VARIANTS = {
+    "exact": ([], {}, ("fp32", "torch", False, False)),
+    "fast": (["--preset", "fast"], {"preset": "fast"}, None),
+    "bf16": (["--precision", "bf16"], {"precision": "bf16"}, ("bf16", "torch", False, False)),
+    "auto": (["--precision", "auto", "--backend", "auto"], {"precision": "auto", "backend": "auto"}, None),
+    "channels_last": (["--channels_last"], {"channels_last": True}, ("fp32", "torch", True, False)),
+    "skip_empty": (["--skip_empty"], {"skip_empty": True}, ("fp32", "torch", False, True)),
+    "openvino": (["--backend", "openvino"], {"backend": "openvino"}, ("fp32", "openvino", False, False)),
+    "compile": (["--backend", "compile"], {"backend": "compile"}, ("fp32", "compile", False, False)),
+}
+FAST_CPU = ("bf16" if NATIVE_BF16 else "fp32", "torch", True, True)
+AUTO_CPU = ("bf16" if NATIVE_BF16 else "fp32", "torch", False, False)
+
+
+def _expected(name):
+    expected = VARIANTS[name][2]
+    return expected or {"fast": FAST_CPU, "auto": AUTO_CPU}[name]
+
+
+def _needs(name):
+    if name == "openvino" and not HAS_OPENVINO:
+        pytest.skip("openvino is not installed (pip install 'cellpose-tb[openvino]')")
+
+
+def _record_tuple(record: dict):
+    return record["precision"], record["backend"], record["channels_last"], record["skip_empty"]
+
+
+def _rel(a, b) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def _counters(node: dict, name: str) -> dict:
+    if node["name"] == name:
+        return node["counters"]
+    for child in node["children"]:
+        found = _counters(child, name)
+        if found is not None:
+            return found
+    return None
+
+
+@pytest.fixture(scope="module")
+def nuclei() -> np.ndarray:
+    """A 256² generated nuclear channel (uint16) with ~80 nuclei."""
+    return make_image((1, 256, 256), seed=11)[0][0]
+
+
+@pytest.fixture(scope="module")
+def model() -> CellposeModel:
+    return CellposeModel(pretrained_model=DEFAULT_BUNDLED_MODEL)
+
+
+@pytest.fixture(scope="module")
+def exact(model, nuclei):
+    masks, flows, _ = model.eval(nuclei)
+    return masks, flows
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_cli_runs_variant_and_records_it(name, tmp_path, nuclei, exact, capsys):
+    _needs(name)
+    tifffile.imwrite(tmp_path / "img.tif", nuclei)
+    rc = main(["--dir", str(tmp_path), "--save_tif", "--no_npy", "--profile", *VARIANTS[name][0]])
+    capsys.readouterr()
+    assert rc == 0
+    doc = json.loads((tmp_path / "profile.json").read_text())
+    assert profiling.validate(doc) == []
+    record = doc["images"][0]["options"]["network_variant"]
+    assert _record_tuple(record) == _expected(name)
+    assert doc["images"][0]["options"]["variant"] == record["requested"]
+    masks = tifffile.imread(tmp_path / "img_cp_masks.tif")
+    assert average_precision(exact[0], masks, thresholds=(0.5,))["ap"][0] >= 0.98
+
+
+@pytest.mark.parametrize("name", [n for n in VARIANTS if n != "openvino"])
+def test_api_runs_variant_records_it_and_stays_close(name, model, nuclei, exact):
+    with profiling.profile(memory="off") as rep:
+        masks, flows, _ = model.eval(nuclei, **VARIANTS[name][1])
+    record = rep.to_json()["images"][0]["options"]["network_variant"]
+    assert _record_tuple(record) == _expected(name)
+    bound = BF16_BOUND if record["precision"] != "fp32" else FP32_BOUND
+    for got, ref in ((flows[1], exact[1][1]), (flows[2], exact[1][2])):
+        assert got.dtype == np.float32 and _rel(got, ref) <= bound, (name, _rel(got, ref))
+    if name in ("exact", "skip_empty"):
+        np.testing.assert_array_equal(flows[1], exact[1][1])
+        np.testing.assert_array_equal(masks, exact[0])
+
+
+def test_scoped_switch_and_keyword_precedence(model, nuclei, exact):
+    with variants.use("fast") as scoped:
+        assert scoped == variants.fast_variant()
+        assert _record_tuple(variants.describe(*model.resolve_variant())) == FAST_CPU
+        requested, resolved = model.resolve_variant(precision="fp32", skip_empty=False)
+        assert (resolved.precision, resolved.channels_last, resolved.skip_empty) == ("fp32", True, False)
+        _, flows, _ = model.eval(nuclei, preset="exact")
+    assert variants.current() == variants.NetVariant()
+    np.testing.assert_array_equal(flows[1], exact[1][1])
+    pinned = CellposeModel(pretrained_model=DEFAULT_BUNDLED_MODEL, channels_last=True)
+    with variants.use("exact"):
+        assert pinned.resolve_variant()[1].channels_last is True
+        assert pinned.resolve_variant(channels_last=False)[1].channels_last is False
+
+
+def _stardist_pair():
+    folder = os.environ.get("CPTB_STARDIST_DIR")
+    if folder:
+        base = Path(folder)
+    else:
+        try:
+            import stardist
+        except ImportError:
+            return None
+        base = Path(stardist.__file__).parent / "data" / "images"
+    files = base / "img2d.tif", base / "mask2d.tif"
+    return files if files[0].exists() else None
+
+
+def _fast_ap(model, img, diameter=None, ref=None) -> float:
+    if ref is None:
+        ref, _, _ = model.eval(img, diameter=diameter)
+    fast, _, _ = model.eval(img, diameter=diameter, preset="fast")
+    assert ref.max() > 20
+    return average_precision(ref, fast, thresholds=(0.5,))["ap"][0]
+
+
+def test_fast_preset_masks_match_exact_on_generated_nuclei(model, nuclei, exact):
+    assert _fast_ap(model, nuclei, ref=exact[0]) >= 0.98
+    other = make_image((1, 256, 256), seed=12, diameter=(10, 16))[0][0]
+    assert _fast_ap(model, other, diameter=13) >= 0.98
+
+
+def test_fast_preset_masks_match_exact_on_stardist_image(model):
+    files = _stardist_pair()
+    if files is None:
+        pytest.skip("StarDist img2d.tif not available: set CPTB_STARDIST_DIR or install stardist (GUIDELINES §5)")
+    img = tifffile.imread(files[0])
+    assert _fast_ap(model, img, diameter=23.7) >= 0.98
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed (pip install 'cellpose-tb[openvino]')")
+def test_openvino_matches_torch_fp32_with_upstream_format_weights(random_weights, nuclei):
+    net_model = CellposeModel(pretrained_model=str(random_weights))
+    _, ref, _ = net_model.eval(nuclei, compute_masks=False)
+    with profiling.profile(memory="off") as rep:
+        _, got, _ = net_model.eval(nuclei, compute_masks=False, backend="openvino")
+    assert rep.to_json()["images"][0]["options"]["network_variant"]["backend"] == "openvino"
+    assert _counters(rep.to_json()["images"][0]["stages"], "network.compile")["builds"] == 1
+    for g, r in ((got[1], ref[1]), (got[2], ref[2])):
+        assert _rel(g, r) <= 1e-4
+
+
+def test_skip_empty_on_half_blank_image(model):
+    img = np.zeros((256, 512), np.uint16)
+    img[:, :256] = make_image((1, 256, 256), seed=13)[0][0]
+    runs = {}
+    for skip in (False, True):
+        with profiling.profile(memory="off") as rep:
+            masks, _, _ = model.eval(img, skip_empty=skip, diameter=17)
+        runs[skip] = masks, _counters(rep.to_json()["images"][0]["stages"], "network")
+    np.testing.assert_array_equal(runs[True][0], runs[False][0])
+    assert runs[True][0].max() > 20
+    skipped, total = runs[True][1]["skipped_tiles"], runs[True][1]["tiles"]
+    assert skipped > 0 and runs[True][1]["forwarded_tiles"] == total - skipped
+    assert runs[False][1]["tiles"] == total and "skipped_tiles" not in runs[False][1]
+
+
+@pytest.mark.parametrize("flag, bad, valid", [
+    ("--precision", "fp64", "fp32, bf16, fp16, auto"),
+    ("--backend", "tensorrt", "torch, compile, openvino, auto"),
+    ("--preset", "slow", "exact, fast"),
+    ("--channels_last", "--channels_last=yes", "--channels_last/--no-channels_last"),
+    ("--skip_empty", "--skip_empty=1", "--skip_empty/--no-skip_empty"),
+])
+def test_cli_refuses_bad_values(flag, bad, valid, tmp_path, capsys):
+    args = [bad] if bad.startswith("--") else [flag, bad]
+    with pytest.raises(SystemExit) as exc:
+        main(["--dir", str(tmp_path), *args])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and flag in err
+    for value in valid.split(", "):
+        assert value.strip("'") in err.replace("'", "")
+
+
+@pytest.mark.parametrize("keyword, bad", [("precision", "fp64"), ("backend", "tensorrt"), ("preset", "slow"),
+                                          ("channels_last", "yes"), ("skip_empty", 1)])
+def test_api_refuses_bad_values(keyword, bad, model, nuclei):
+    with pytest.raises(variants.UnknownVariantError) as exc:
+        model.eval(nuclei, **{keyword: bad})
+    assert repr(bad) in str(exc.value) and all(str(v) in str(exc.value) for v in exc.value.valid)
+    with pytest.raises(variants.UnknownVariantError):
+        CellposeModel(pretrained_model=DEFAULT_BUNDLED_MODEL, **{keyword: bad})
+    with pytest.raises(variants.UnknownVariantError):
+        with variants.use(**{keyword: bad}):
+            pass
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal of fp16")
+def test_fp16_refused_on_cpu(tmp_path, capsys, nuclei):
+    with pytest.raises(variants.VariantUnavailableError, match="CUDA"):
+        CellposeModel(pretrained_model=DEFAULT_BUNDLED_MODEL, precision="fp16")
+    tifffile.imwrite(tmp_path / "img.tif", nuclei)
+    assert main(["--dir", str(tmp_path), "--precision", "fp16"]) == 2
+    assert "fp16 needs a CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kwargs", [{"precision": "fp16"}, {"precision": "bf16"}, {"preset": "fast"},
+                                    {"backend": "compile", "precision": "auto"}])
+def test_cuda_variants_match_exact(kwargs, nuclei):
+    gpu = CellposeModel(gpu=True, pretrained_model=DEFAULT_BUNDLED_MODEL)
+    ref, _, _ = gpu.eval(nuclei)
+    masks, _, _ = gpu.eval(nuclei, **kwargs)
+    assert average_precision(ref, masks, thresholds=(0.5,))["ap"][0] >= 0.98
