@@ -99,3 +99,42 @@ def test_global_percentiles_are_evals_and_exact_ones_use_every_pixel(tmp_path, r
     assert (lo, hi) == (ref[0], ref[1])
     exact = exact_percentiles(plane, rows=333)
     assert list(exact) == percentiles_f32(plane_data.astype(np.float32).ravel(), (1.0, 99.0))
+
+
+def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise(caplog):
+    import io
+    import logging
+    import os
+
+    from cellpose.progress import PROGRESS_LOGGER, Progress
+
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    with os.fdopen(slave, "w") as tty:
+        bar = Progress(3, stream=tty)
+        bar.update(cells=10)
+        bar.update(cells=5, skipped=True)
+        bar.close()
+    import select
+
+    chunks = []
+    while select.select([master], [], [], 0.2)[0]:
+        try:
+            chunks.append(os.read(master, 4096))
+        except OSError:
+            break
+    os.close(master)
+    text = b"".join(chunks).decode(errors="replace")
+    assert "2/3" in text and "cells=15" in text and "skipped=1" in text
+
+    caplog.set_level(logging.INFO, logger=PROGRESS_LOGGER)
+    plain = Progress(4, done=1, stream=io.StringIO(), interval=0.0)
+    for _ in range(3):
+        plain.update(cells=7)
+    lines = [r.getMessage() for r in caplog.records if r.name == PROGRESS_LOGGER]
+    assert lines[-1].startswith("blocks 4/4, 21 cells, 0 skipped, ETA")
+    assert plain.eta() == 0

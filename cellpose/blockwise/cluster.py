@@ -74,13 +74,19 @@ class ModelPlugin(WorkerPlugin):
         self.model = None
 
 
-def block_task(plane, plan, k: int, work_path: str) -> dict:
-    """Segment block ``k`` on a worker with the worker's model, record it, return its statistics."""
+def block_task(plane, plan, k: int, work_path: str, concurrency: int = 0) -> dict:
+    """Segment block ``k`` on a worker with the worker's model, record it, return its statistics.
+
+    ``concurrency`` (> 0): how many blocks run at once on this machine; the worker then takes
+    ``cores // concurrency`` threads, so that a run with fewer blocks than workers still uses every core.
+    """
     from distributed import get_worker
 
     from .records import WorkFolder
     from .worker import segment_block
 
+    if concurrency > 0:
+        _set_threads(worker_threads(concurrency))
     model = get_worker().plugins[PLUGIN_NAME].model
     result = segment_block(model, plane, plan, k)
     WorkFolder(work_path).save(result)

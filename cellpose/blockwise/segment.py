@@ -150,7 +150,8 @@ def _run_on_dask(todo, *, model, plane, plan, work, client, progress) -> list:
     spec = ModelSpec(str(model.pretrained_model), str(model.device), worker_threads(nworkers),
                      tuple(sorted(model.variant_settings.items())))
     client.register_plugin(ModelPlugin(spec), name=ModelPlugin.name)
-    futures = [client.submit(block_task, plane, plan, k, str(work.path), pure=False) for k in todo]
+    concurrency = min(nworkers, len(todo)) if client.cluster is not None else 0
+    futures = [client.submit(block_task, plane, plan, k, str(work.path), concurrency, pure=False) for k in todo]
     stats = []
     for fut in as_completed(futures):
         s = fut.result()
