@@ -10,7 +10,8 @@ AP of blockwise against whole-image. Environment variables select larger runs:
 * ``CPTB_BENCH_WHOLE=1``: also whole-image on each of those files (only where it fits in memory);
 * ``CPTB_BENCH_STRIP=ROWS``: instead of the whole file, a full-width strip of ROWS rows (through the API on a
   dask array), with the whole-slide time projected as ``strip time x rows / ROWS``;
-* ``CPTB_BENCH_WORKERS`` (default 2) and ``CPTB_BENCH_BLOCK`` (default: from the diameter).
+* ``CPTB_BENCH_WORKERS`` (default 2) and ``CPTB_BENCH_BLOCK`` (default: from the diameter);
+* ``CPTB_BENCH_PRESET`` (``exact``/``fast``) and ``CPTB_BENCH_DYNAMICS`` (``exact``/``fast``), strip runs only.
 
 The CPU model and flags are printed with the numbers. Nothing about time or memory is asserted.
 """
@@ -34,12 +35,19 @@ from distributed import Client, LocalCluster
 from cellpose.models import CellposeModel
 from cellpose.blockwise.segment import run
 path, rows, workers, block, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+preset, dynamics = sys.argv[6], sys.argv[7]
 arr = da.from_zarr(zarr.open(tifffile.imread(path, aszarr=True), mode="r"))
 arr = arr[..., :rows, :] if arr.ndim == 2 else arr[0, :rows, :]
-model = CellposeModel(pretrained_model="cptb_nuclei")
-with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None, memory_limit=0) as c, Client(c) as cl:
-    r = run(arr, model, chan=0, out=out, client=cl, block_size=int(block) if block != "0" else None, progress=False)
-print("cells", r.cells, "blocks", len(r.blocks), "shape", r.plan.shape)
+model = CellposeModel(pretrained_model="cptb_nuclei", preset=preset)
+from cellpose.config import DynamicsOptions, EvalOptions
+options = EvalOptions(dynamics=DynamicsOptions(impl=dynamics))
+with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None, memory_limit=0) as c, \
+        Client(c) as cl:
+    r = run(arr, model, chan=0, out=out, client=cl, block_size=int(block) if block != "0" else None, progress=False,
+            options=options)
+secs = sorted(b["seconds"] for b in r.blocks)
+print("cells", r.cells, "blocks", len(r.blocks), "shape", r.plan.shape, "variant", r.plan.variant, "dynamics", dynamics,
+      "block s", [round(s, 1) for s in secs], "worker peak MB", max(b["peak_rss_mb"] for b in r.blocks))
 """
 
 
@@ -77,7 +85,8 @@ def run_tree(args, *, cwd=None) -> dict:
 
 
 def _blockwise_args(img: Path, workers: int, block: str) -> list:
-    args = ["-m", "cellpose", "--image_path", str(img), "--chan", "1", "--blockwise", "--workers", str(workers)]
+    args = ["-m", "cellpose", "--image_path", str(img), "--chan", "1", "--blockwise", "--workers", str(workers),
+            "--profile"]
     return args + (["--block_size", block] if block != "0" else [])
 
 
@@ -90,7 +99,9 @@ def _report(name: str, res: dict) -> None:
 
 
 def _strip(img: Path, rows: int, workers: int, block: str, out: Path) -> dict:
-    res = run_tree(["-c", _STRIP, str(img), str(rows), str(workers), block, str(out)])
+    preset = os.environ.get("CPTB_BENCH_PRESET", "exact")
+    dynamics = os.environ.get("CPTB_BENCH_DYNAMICS", "exact")
+    res = run_tree(["-c", _STRIP, str(img), str(rows), str(workers), block, str(out), preset, dynamics])
     with tifffile.TiffFile(img) as tif:
         height = tif.series[0].shape[-2]
     res["projected_whole_s"] = res["wall_s"] * height / rows
@@ -127,11 +138,26 @@ def _bench_one(img: Path, tmp: Path, *, workers: int, block: str) -> None:
         os.symlink(img.resolve(), local)
     blockwise = run_tree(_blockwise_args(local, workers, block))
     _report("  blockwise", blockwise)
+    _per_block(local.parent / "profile.json")
     if os.environ.get("CPTB_BENCH_WHOLE") == "1":
         whole = run_tree(_whole_args(local))
         _report("  whole-image", whole)
         print(f"  blockwise / whole-image wall time: {blockwise['wall_s'] / whole['wall_s']:.3f}")
         _compare(local)
+
+
+def _per_block(profile: Path) -> None:
+    """Per-block rows and the estimate against the measurement, from the run's profile.json."""
+    import json
+
+    info = json.loads(profile.read_text())["images"][0]["blockwise"]
+    rows = info["blocks"]
+    secs = sorted(r["seconds"] for r in rows if not r["skipped"])
+    print(f"  {len(rows)} blocks of {info['block']} px (halo {info['halo']}), {info['skipped_blocks']} skipped, "
+          f"{info['cells']} cells; block seconds median {np.median(secs) if secs else float('nan'):.1f}; "
+          f"worker peak RSS max {info['measured_peak_worker_mb']:.0f} MB; estimate: worker "
+          f"{info['estimate']['peak_worker_mb']:.0f} MB, total {info['estimate']['peak_total_mb']:.0f} MB, "
+          f"{info['estimate']['seconds']:.0f} s")
 
 
 def _compare(img: Path) -> None:

@@ -104,7 +104,7 @@ def _add_blockwise_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true", help="continue an interrupted blockwise run")
     g.add_argument("--estimate", action="store_true", help="print the predicted peak RSS and time, then exit")
     g.add_argument("--exact_percentiles", action="store_true",
-                   help="normalise with the percentiles of every pixel (uint8/uint16 histogram) instead of eval's sample")
+                   help="normalise with the percentiles of every pixel (uint8/uint16) instead of eval's sample")
 
 
 def _blockwise_options(args) -> BlockwiseOptions:

@@ -15,7 +15,7 @@ from ..io import tiff as io_tiff
 from ..io.lazy import open_plane
 from .blocks import make_plan
 from .estimate import estimate
-from .segment import output_paths, plan_for, run
+from .segment import output_paths, run
 
 __all__ = ["wants_blockwise", "client_for", "estimate_text", "segment_path"]
 

@@ -185,7 +185,6 @@ def _replace_dir(tmp: Path, final: Path) -> None:
 
 
 def _write_outputs(paths: dict, plan: BlockPlan, work: WorkFolder) -> int:
-    from ..io.ngff import open_label_level
     from ..io.objects import object_table
     from ..io.pyramid import write_pyramid_ome_tiff
 
