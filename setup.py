@@ -22,6 +22,8 @@ setup(
     extras_require={
         "test": ["pytest>=7", "line_profiler>=4", "zarr>=2.16", "dask[array]>=2023.1", "distributed>=2023.1"],
         "profile": ["line_profiler>=4"],
+        "openvino": ["openvino>=2024.0"],
+        "bench": ["asv>=0.6", "matplotlib>=3.7", "psutil>=5.9"],
     },
     entry_points={"console_scripts": ["cellpose-tb=cellpose.cli:main"]},
 )

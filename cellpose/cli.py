@@ -129,7 +129,7 @@ def _add_variant_args(p: argparse.ArgumentParser) -> None:
                         "only) or auto (by hardware; the pick is logged and recorded in profile.json)")
     g.add_argument("--backend", choices=variants.BACKENDS, default=None,
                    help="torch, compile (torch.compile; compile time is the stage network.compile), openvino "
-                        "(CPU, optional package) or auto (torch)")
+                        "(CPU, optional package) or auto (openvino on a CPU where installed, else torch)")
     g.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=None,
                    help="run the convolutions in NHWC memory layout")
     g.add_argument("--skip_empty", action=argparse.BooleanOptionalAction, default=None,

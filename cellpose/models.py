@@ -151,7 +151,7 @@ class CellposeModel:
         """The callable network of a resolved variant: the model's own for exact, else a cached ``PreparedNet``."""
         if variant.is_exact_network:
             return self.net
-        key = replace(variant, skip_empty=False)
+        key = replace(variant, skip_empty=False, channels_last=variant.channels_last and variant.backend != "openvino")
         if key not in self._prepared:
             self._prepared[key] = PreparedNet(self.net, variant=key, device=self.device)
         return self._prepared[key]
@@ -235,6 +235,7 @@ class CellposeModel:
         """
         _check_options(options)
         requested, resolved = self.resolve_variant(**(variant or {}))
+        annotate("network_variant", _variants.describe(requested, resolved))
         with stage("eval") as s:
             img = self._prepare(x, options)
             shape = img.shape[:2]
@@ -242,7 +243,6 @@ class CellposeModel:
                 return _empty_result(shape, x)
             s.add(pixels=int(shape[0]) * int(shape[1]))
             scale = self.rescale_for(options.diameter, rescale)
-            annotate("network_variant", _variants.describe(requested, resolved))
             y, style = self._network(img, scale=scale, options=options, variant=resolved)
             del img
             if options.resample and scale != 1.0:

@@ -15,27 +15,36 @@ A keyword left at ``None`` does not override a weaker choice, so ``use("fast")``
 the fast preset in float32. The CLI flags ``--preset``, ``--precision``, ``--backend``, ``--channels_last``,
 ``--skip_empty`` map onto the same names.
 
-The ``fast`` preset was picked by measurement (``pytest benchmarks/bench_variants.py``) on the development
-machine (AMD EPYC, 2 cores, avx2 + avx512f + avx512_bf16, no AMX; torch 2.13 CPU; load average 3-4 from
-other jobs). One batch of 8 tiles of 224², bundled model, best of 3, and the network output's
-max|diff| / max|exact|:
+The ``fast`` preset was picked by measurement (``CPTB_BENCH_FULL=1 CPTB_BENCH_SIZE=1024,1024 pytest
+benchmarks/bench_variants.py``) on the development machine: AMD EPYC, 2 cores shared with other jobs (load
+average 2.7-7 during the runs), flags avx2 + avx512f + avx512_bf16 (no AMX), torch 2.13 CPU, openvino
+2026.4. A generated 1024² nuclear channel, bundled model, default diameter (49 tiles of 224²); each variant in
+its own process after a warm-up image; network-stage ms per tile in three runs (2026-11-30), then the
+largest max|diff| / max|exact| of dP and cellprob and the masks' AP@0.5 against exact:
 
-=============================  =========  ===========  ==============
-variant                        s / batch  vs fp32      rel. max diff
-=============================  =========  ===========  ==============
-fp32, torch (exact)            2.49       1.00         0
-fp32, torch, channels_last     1.82       1.36         4e-7
-bf16 autocast, torch           1.02       2.45         9e-3
-bf16 autocast, channels_last   0.83-0.89  2.8-3.0      9e-3
-fp32, compile (inductor)       2.46       1.01         4e-7 (+49 s compile)
-bf16 autocast, compile         2.82       0.88         7e-3 (+60 s compile)
-fp32, openvino 2026.4          2.72       0.92         5e-7 (+32 s conversion)
-bf16, openvino 2026.4          1.33       1.87         7e-3
-=============================  =========  ===========  ==============
+==========================  ==================  =============  ==========  ======  ===============
+variant                     ms / tile, 3 runs   vs exact       rel. diff   AP@0.5  build, peak RSS
+==========================  ==================  =============  ==========  ======  ===============
+exact (fp32, torch)         983, 1271, 843      1.00           0           1.000   -, 1.31 GB
+fp32, channels_last         647, 1048, -        1.52, 1.21     1.3e-6      1.000   -, 1.33 GB
+bf16                        775, 1007, -        1.27, 1.26     4.1e-2      0.999   -, 1.00 GB
+bf16, channels_last         477, 553, 403       2.06-2.30      4.0e-2      0.999   -, 0.99 GB
+fp32, compile               860, 798, -         1.14, 1.59     1.2e-6      1.000   14-21 s, 1.30 GB
+bf16, compile               550, 507, -         1.79, 2.51     4.1e-2      0.999   12-17 s, 1.08 GB
+fp32, openvino              680, 542, 355       1.45-2.38      2.1e-6      1.000   12-22 s, 1.68 GB
+bf16, openvino              328, 262, 179       3.00-4.85      6.8e-2      1.000   11-17 s, 1.66 GB
+==========================  ==================  =============  ==========  ======  ===============
 
-So on a CPU with native bf16 (``avx512_bf16`` or ``amx_bf16``) ``fast`` is bf16 autocast + channels_last +
-skip_empty with the PyTorch backend; on other CPUs it is float32 + channels_last + skip_empty (bf16 would be
-emulated, i.e. slower); on CUDA it is bf16 (fp16 where bf16 is not supported) + channels_last + skip_empty.
+So ``fast`` is ``precision="auto"``, ``backend="auto"``, ``channels_last=True``, ``skip_empty=True``, which
+resolves (``resolve``) by hardware and installation:
+
+* CPU with native bf16 (``avx512_bf16`` or ``amx_bf16``) and ``openvino`` installed: bf16 OpenVINO (about
+  2x the PyTorch bf16 path here, at the price of a one-off build of 11-17 s per process and tile/batch shape
+  and about 0.6 GB more RSS; for a handful of tiles ``--backend torch`` is quicker overall);
+* same CPU without ``openvino``: bf16 autocast + channels_last, PyTorch;
+* other CPUs: float32 (bf16 would be emulated) with OpenVINO if installed, else channels_last PyTorch;
+* CUDA: bf16 (fp16 where bf16 is not supported) + channels_last, PyTorch.
+
 Masks of ``fast`` against ``exact`` are checked at AP@0.5 >= 0.98 by ``tests/test_variants.py``.
 """
 from __future__ import annotations
@@ -96,7 +105,7 @@ class NetVariant:
         hardware (see ``resolve``).
     backend : {"torch", "compile", "openvino", "auto"}
         Eager PyTorch, ``torch.compile`` (inductor) or an in-memory OpenVINO conversion (CPU only, needs the
-        optional ``openvino`` package). ``auto`` is ``torch`` (fastest here, see the module docstring).
+        optional ``openvino`` package). ``auto``: openvino on a CPU where it is installed, else torch.
     channels_last : bool
         Run the convolutions in NHWC memory layout (a copy of the network; the model's own stays as it is).
     skip_empty : bool
@@ -134,8 +143,8 @@ _SCOPE: ContextVar = ContextVar("cellpose_net_variant", default=None)
 
 
 def fast_variant() -> NetVariant:
-    """The ``fast`` preset: autocast precision picked by hardware, channels_last, skip_empty, PyTorch."""
-    return NetVariant(precision="auto", backend="torch", channels_last=True, skip_empty=True)
+    """The ``fast`` preset: precision and backend picked by hardware (``resolve``), channels_last, skip_empty."""
+    return NetVariant(precision="auto", backend="auto", channels_last=True, skip_empty=True)
 
 
 def named(name: Union[str, NetVariant]) -> NetVariant:
@@ -162,12 +171,12 @@ def current() -> NetVariant:
 
 
 @contextlib.contextmanager
-def use(name: Union[str, NetVariant, None] = None, **settings) -> Iterator[NetVariant]:
+def use(preset: Union[str, NetVariant, None] = None, **settings) -> Iterator[NetVariant]:
     """Scoped switch: network passes inside the block use this variant unless keywords say otherwise.
 
     Parameters
     ----------
-    name : str or NetVariant, optional
+    preset : str or NetVariant, optional
         Preset name or variant; default: the enclosing scope's variant.
     **settings
         ``precision``, ``backend``, ``channels_last``, ``skip_empty`` overriding the preset.
@@ -177,7 +186,7 @@ def use(name: Union[str, NetVariant, None] = None, **settings) -> Iterator[NetVa
     >>> with cellpose.variants.use("fast"):                       # doctest: +SKIP
     ...     masks, flows, styles = model.eval(img, diameter=17)
     """
-    variant = select(preset=name, **settings)
+    variant = select(preset=preset, **settings)
     token = _SCOPE.set(variant)
     try:
         yield variant
@@ -247,11 +256,19 @@ def resolve(variant: NetVariant, *, device, features: Optional[FrozenSet[str]] =
     cuda = str(device).startswith("cuda")
     feats = cpu_features() if features is None and not cuda else (features or frozenset())
     precision = variant.precision if variant.precision != "auto" else _auto_precision(cuda, feats)
-    backend = "torch" if variant.backend == "auto" else variant.backend
-    if variant.backend == "auto":
-        logger.info("backend auto: picked torch (measured fastest, see cellpose.variants)")
+    backend = variant.backend if variant.backend != "auto" else _auto_backend(cuda)
     _check_runnable(precision, backend, cuda=cuda, features=feats)
     return replace(variant, precision=precision, backend=backend)
+
+
+def _auto_backend(cuda: bool) -> str:
+    """OpenVINO on a CPU where it is installed (measured fastest, see the module docstring), else torch."""
+    if not cuda and importlib.util.find_spec("openvino") is not None:
+        picked, why = "openvino", "CPU and openvino installed"
+    else:
+        picked, why = "torch", "CUDA device" if cuda else "openvino not installed"
+    logger.info("backend auto: picked %s (%s)", picked, why)
+    return picked
 
 
 def _auto_precision(cuda: bool, features: FrozenSet[str]) -> str:

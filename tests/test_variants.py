@@ -46,8 +46,9 @@ VARIANTS = {
     "openvino": (["--backend", "openvino"], {"backend": "openvino"}, ("fp32", "openvino", False, False)),
     "compile": (["--backend", "compile"], {"backend": "compile"}, ("fp32", "compile", False, False)),
 }
-FAST_CPU = ("bf16" if NATIVE_BF16 else "fp32", "torch", True, True)
-AUTO_CPU = ("bf16" if NATIVE_BF16 else "fp32", "torch", False, False)
+AUTO_BACKEND = "openvino" if HAS_OPENVINO else "torch"
+FAST_CPU = ("bf16" if NATIVE_BF16 else "fp32", AUTO_BACKEND, True, True)
+AUTO_CPU = ("bf16" if NATIVE_BF16 else "fp32", AUTO_BACKEND, False, False)
 
 
 def _expected(name):

@@ -6,7 +6,8 @@
 * precision: ``torch.autocast`` (bf16 on CPU/CUDA, fp16 on CUDA). The weights stay float32 and the input
   stays the float32 batch that was sent to the device: no per-tile dtype copies on the host. Outputs are
   returned in the compute dtype; ``run_net`` converts them to float32 on the host.
-* channels_last: a copy of the network in NHWC layout (the model's own network is left as it is).
+* channels_last: a copy of the network in NHWC layout (the model's own network is left as it is). OpenVINO
+  chooses its own layout, so there it has no effect.
 * backends ``compile`` and ``openvino`` build one static-shape callable per (tile shape, batch, precision),
   cached on this object (which lives on the ``CellposeModel``); building it, and its first call, run inside
   the profiling stage ``network.compile``. A short last batch is zero-padded to the cached batch size
@@ -56,7 +57,8 @@ class PreparedNet:
         if "auto" in (variant.precision, variant.backend):
             raise ValueError(f"PreparedNet needs a resolved variant, got {variant}")
         self.net, self.variant, self.device = net, variant, torch.device(device)
-        self._module = _module_for(net, variant)
+        self._channels_last = variant.channels_last and variant.backend != "openvino"
+        self._module = copy.deepcopy(net).to(memory_format=torch.channels_last) if self._channels_last else net
         self._static: Dict[tuple, Callable] = {}
         self._batch: Dict[tuple, int] = {}
         self.builds = 0
@@ -66,13 +68,15 @@ class PreparedNet:
         return self.net.parameters()
 
     def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        if self.variant.channels_last and self.variant.backend != "openvino":
-            x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             if self.variant.backend == "torch":
-                y = self._module(x)
+                y = self._module(self._layout(x))
                 return y[0], y[1]
             return self._static_call(x)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the network's memory layout (NHWC for channels_last)."""
+        return x.contiguous(memory_format=torch.channels_last) if self._channels_last else x
 
     def _autocast(self):
         dtype = _AUTOCAST.get(self.variant.precision)
@@ -87,6 +91,7 @@ class PreparedNet:
         batch = max(self._batch.get(tile, 0), nb)
         if batch > nb:
             x = torch.cat([x, x.new_zeros((batch - nb,) + tile)])
+        x = self._layout(x)
         key = (tile, batch, self.variant.precision)
         fn = self._static.get(key)
         if fn is None:
@@ -106,13 +111,6 @@ class PreparedNet:
         if self.variant.backend == "compile":
             return _compiled(self._module)
         return _openvino_callable(self._module, x, precision=self.variant.precision)
-
-
-def _module_for(net: torch.nn.Module, variant: NetVariant) -> torch.nn.Module:
-    """The network itself, or a channels_last copy of it."""
-    if variant.channels_last and variant.backend != "openvino":
-        return copy.deepcopy(net).to(memory_format=torch.channels_last)
-    return net
 
 
 def _compiled(module: torch.nn.Module) -> Callable:

@@ -1,4 +1,5 @@
-"""``python -m cellpose.profiling compare A.json B.json`` and ``... validate FILE...``."""
+"""``python -m cellpose.profiling compare A.json B.json``, ``... validate FILE...``, ``... show FILE`` and
+``... plot FILE... -o DIR`` (per-stage stacked bars; needs matplotlib)."""
 from __future__ import annotations
 
 import argparse
@@ -28,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("files", nargs="+", metavar="FILE")
     show = sub.add_parser("show", help="print the run summary table of a profile.json")
     show.add_argument("file", metavar="FILE")
+    plot = sub.add_parser("plot", help="per-stage stacked bars per image/variant (PNG; needs matplotlib)")
+    plot.add_argument("files", nargs="+", metavar="FILE")
+    plot.add_argument("-o", "--out", default=".", metavar="DIR", help="output folder (default: .)")
     return p
 
 
@@ -53,6 +57,18 @@ def _validate(files: List[str]) -> int:
     return status
 
 
+def _plot(files: List[str], out: str) -> int:
+    from .plot import plot_profiles
+
+    try:
+        path = plot_profiles(files, out)
+    except ImportError as err:
+        sys.stderr.write(f"{err}\n")
+        return 2
+    sys.stdout.write(f"wrote {path}\n")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -60,6 +76,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _compare(args.a, args.b)
     if args.command == "validate":
         return _validate(args.files)
+    if args.command == "plot":
+        return _plot(args.files, args.out)
     sys.stdout.write(summary_text(_load(args.file)["summary"]) + "\n")
     return 0
 

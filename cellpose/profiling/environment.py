@@ -6,7 +6,7 @@ import platform
 import sys
 from typing import Dict, Optional
 
-__all__ = ["collect_environment", "cpu_model", "package_versions"]
+__all__ = ["KEY_CPU_FLAGS", "collect_environment", "cpu_model", "hardware", "hardware_line", "package_versions"]
 
 PACKAGES = ("cellpose-tb", "numpy", "torch", "scipy", "numba", "fastremap", "tifffile", "imagecodecs",
             "opencv-python-headless", "line_profiler")
@@ -91,3 +91,47 @@ def collect_environment(*, flags: Optional[dict] = None, device: Optional[str] =
         "thread_env": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ},
         "flags": dict(flags or {}),
     }
+
+
+#: CPU flags that decide which network variant is fastest (see ``cellpose.variants``).
+KEY_CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+
+
+def _version(name: str) -> Optional[str]:
+    return package_versions((name,))[name]
+
+
+def _gpu_name() -> Optional[str]:
+    """CUDA device name when torch is imported and sees a GPU (this never imports torch)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_name()
+
+
+def hardware() -> dict:
+    """Compact hardware and software record for benchmark results and tables.
+
+    Returns
+    -------
+    dict
+        ``cpu_model``, ``cpu_flags`` (the subset of ``KEY_CPU_FLAGS`` present), ``cpu_count``,
+        ``cpu_affinity``, ``load_average``, versions of torch / numba / openvino / numpy, ``torch_threads``
+        and ``gpu`` (None without CUDA).
+    """
+    from cellpose.variants import cpu_features
+
+    torch = sys.modules.get("torch")
+    return {"cpu_model": cpu_model(), "cpu_flags": [f for f in KEY_CPU_FLAGS if f in cpu_features()],
+            "cpu_count": os.cpu_count(), "cpu_affinity": _affinity(),
+            "load_average": [round(v, 2) for v in os.getloadavg()], "python": sys.version.split()[0],
+            "torch": _version("torch"), "numba": _version("numba"), "openvino": _version("openvino"),
+            "numpy": _version("numpy"), "torch_threads": torch.get_num_threads() if torch else None,
+            "gpu": _gpu_name()}
+
+
+def hardware_line(hw: dict) -> str:
+    """One line of ``hardware()`` for the head of a table."""
+    return (f"CPU {hw['cpu_model']} ({hw['cpu_count']} cores, flags {' '.join(hw['cpu_flags']) or '-'}), "
+            f"GPU {hw['gpu'] or '-'}, torch {hw['torch']} ({hw['torch_threads']} threads), numba {hw['numba']}, "
+            f"openvino {hw['openvino'] or '-'}, load average {' '.join(map(str, hw['load_average']))}")
