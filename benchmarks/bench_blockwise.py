@@ -38,12 +38,14 @@ path, rows, workers, block, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]
 preset, dynamics = sys.argv[6], sys.argv[7]
 arr = da.from_zarr(zarr.open(tifffile.imread(path, aszarr=True), mode="r"))
 arr = arr[..., :rows, :] if arr.ndim == 2 else arr[0, :rows, :]
+strip = out + ".input.zarr"
+arr.rechunk((1024, 1024)).to_zarr(strip, overwrite=True, compute=True)  # a picklable, path-based source
 model = CellposeModel(pretrained_model="cptb_nuclei", preset=preset)
 from cellpose.config import DynamicsOptions, EvalOptions
 options = EvalOptions(dynamics=DynamicsOptions(impl=dynamics))
 with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None, memory_limit=0) as c, \
         Client(c) as cl:
-    r = run(arr, model, chan=0, out=out, client=cl, block_size=int(block) if block != "0" else None, progress=False,
+    r = run(strip, model, chan=0, out=out, client=cl, block_size=int(block) if block != "0" else None, progress=False,
             options=options)
 secs = sorted(b["seconds"] for b in r.blocks)
 print("cells", r.cells, "blocks", len(r.blocks), "shape", r.plan.shape, "variant", r.plan.variant, "dynamics", dynamics,

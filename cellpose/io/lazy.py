@@ -131,7 +131,7 @@ class Plane:
             data = arr[y0:y1, x0:x1, self.channel]
         else:
             data = arr[y0:y1, x0:x1]
-        data = data.compute() if hasattr(data, "compute") else data
+        data = data.compute(scheduler="synchronous") if hasattr(data, "compute") else data
         return np.ascontiguousarray(np.asarray(data))
 
     def read_strided(self, step: Tuple[int, int], *, rows: int = 1024) -> np.ndarray:
