@@ -1,14 +1,20 @@
 """``--estimate``: predicted peak memory and time of a blockwise run, from the block size and the model.
 
-The cost model is linear in the pixels a worker holds and processes; its constants were measured with
-``benchmarks/bench_blockwise.py`` (see GUIDELINES.md, "Blockwise"), on 2-core machines, fp32 torch:
+The cost model is linear in the pixels a worker holds and processes. Its constants were measured with
+``benchmarks/bench_blockwise.py`` on the 2-core development machine (AMD EPYC, avx512_bf16, fp32 torch; see
+GUIDELINES.md, section "Whole slides"):
 
-* memory of one worker: ``WORKER_BASE_MB`` (interpreter, torch, numba, the model) plus
-  ``BYTES_PER_REGION_PX`` per pixel of the block's region (core + halo) at image resolution, which covers the
-  input window, the rescaled network input and output, the flows and the dynamics' buffers;
-* the driver (scheduler and client, or the serial process) adds ``DRIVER_BASE_MB``;
-* time: ``NETWORK_S_PER_MPX`` per million network-input pixels of every non-empty block's tiles on one
-  thread (divided by the threads a worker has), plus ``DYNAMICS_S_PER_MPX`` per million region pixels.
+* one worker: ``WORKER_BASE_MB`` (interpreter, torch, numba, the model) plus ``ACTIVATION_MB_PER_TILE`` per tile
+  of a batch (the network's activations; 8 tiles of 224 px: about 700 MB, as the whole-image profile shows) plus
+  ``BYTES_PER_REGION_PX`` per pixel of the block's region (core + halo): the input window, the rescaled network
+  input and output, the flows and the dynamics' buffers. Measured on the ``lung`` preset with 3840-px blocks
+  (region 15.3 Mpx): 1,562-1,579 MB per worker;
+* the driver (client, scheduler, the nanny processes) adds ``DRIVER_BASE_MB``;
+* time: ``NETWORK_S_PER_MPX`` per million tile pixels the network runs on one thread (divided by the
+  threads a worker has), plus ``DYNAMICS_S_PER_MPX`` per million region pixels (exact dynamics). Both are
+  fp32 figures; ``--preset fast`` and ``--dynamics fast`` are faster (GUIDELINES.md sections 6 and 7).
+
+The total assumes every worker holds a largest block at the same time: an upper bound.
 """
 from __future__ import annotations
 
@@ -17,14 +23,15 @@ from dataclasses import dataclass
 from ..inference.window import plan_window
 from .blocks import BlockPlan
 
-__all__ = ["Estimate", "estimate", "WORKER_BASE_MB", "BYTES_PER_REGION_PX", "DRIVER_BASE_MB",
-           "NETWORK_S_PER_MPX", "DYNAMICS_S_PER_MPX"]
+__all__ = ["Estimate", "estimate", "WORKER_BASE_MB", "ACTIVATION_MB_PER_TILE", "BYTES_PER_REGION_PX",
+           "DRIVER_BASE_MB", "NETWORK_S_PER_MPX", "DYNAMICS_S_PER_MPX"]
 
 WORKER_BASE_MB = 450.0
-BYTES_PER_REGION_PX = 60.0
-DRIVER_BASE_MB = 400.0
-NETWORK_S_PER_MPX = 30.0
-DYNAMICS_S_PER_MPX = 0.35
+ACTIVATION_MB_PER_TILE = 88.0
+BYTES_PER_REGION_PX = 28.0
+DRIVER_BASE_MB = 700.0
+NETWORK_S_PER_MPX = 14.0
+DYNAMICS_S_PER_MPX = 0.3
 
 
 @dataclass(frozen=True)
@@ -77,11 +84,19 @@ def _network_pixels(plan: BlockPlan, k: int) -> int:
 
 
 def estimate(plan: BlockPlan, *, workers: int = 1, threads: int = 2) -> Estimate:
-    """Predict peak RSS and wall time of ``plan`` on ``workers`` processes of ``threads`` threads each."""
-    worker_mb = WORKER_BASE_MB + BYTES_PER_REGION_PX * _largest_region(plan) / 1e6
-    total_mb = DRIVER_BASE_MB + worker_mb * max(1, workers)
+    """Predict peak RSS and wall time of ``plan`` on ``workers`` processes of ``threads`` threads each.
+
+    With fewer blocks than workers, only as many workers are busy, and each gets ``threads * workers / busy``
+    threads (as ``cluster.block_task`` sets them).
+    """
+    busy = max(1, min(int(workers), plan.grid.nblocks))
+    threads = max(1, int(threads) * max(1, int(workers)) // busy)
+    tiles_mb = ACTIVATION_MB_PER_TILE * plan.tiling.batch_size * (plan.tiling.bsize / 224.0) ** 2
+    worker_mb = WORKER_BASE_MB + tiles_mb + BYTES_PER_REGION_PX * _largest_region(plan) / 1e6
+    idle_mb = WORKER_BASE_MB * (max(1, workers) - busy)
+    total_mb = DRIVER_BASE_MB + worker_mb * busy + idle_mb
     grid = plan.grid
     net_mpx = sum(_network_pixels(plan, k) for k in range(grid.nblocks)) / 1e6
     region_mpx = sum((r[1] - r[0]) * (r[3] - r[2]) for r in map(grid.region, range(grid.nblocks))) / 1e6
     cpu_s = NETWORK_S_PER_MPX * net_mpx / max(1, threads) + DYNAMICS_S_PER_MPX * region_mpx
-    return Estimate(worker_mb, total_mb, cpu_s / max(1, workers), grid.nblocks, max(1, workers))
+    return Estimate(worker_mb, total_mb, cpu_s / busy, grid.nblocks, max(1, workers))
