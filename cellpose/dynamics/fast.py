@@ -27,6 +27,7 @@ import numba
 import numpy as np
 
 from ..profiling import stage
+from .integrate import checked_flow_inputs
 
 __all__ = ["field_rows", "follow_flows_fast", "follow_rows", "row_starts", "thread_limit"]
 
@@ -230,12 +231,7 @@ def follow_flows_fast(dP: np.ndarray, fg: np.ndarray, *, niter: int, interp: boo
     p : ndarray (2, N) int32
         Truncated final (y, x) of the N foreground pixels, in row-major order of their start.
     """
-    dP = np.ascontiguousarray(dP, dtype=np.float32)
-    fg = np.ascontiguousarray(fg, dtype=np.bool_)
-    if dP.ndim != 3 or dP.shape[0] != 2 or dP.shape[1:] != fg.shape:
-        raise ValueError(f"dP must be (2, Ly, Lx) matching fg {fg.shape}, got {dP.shape}")
-    if niter < 0:
-        raise ValueError(f"niter must be >= 0, got {niter}")
+    dP, fg = checked_flow_inputs(dP, fg, niter=niter)
     starts = row_starts(fg)
     out = np.empty((2, int(starts[-1])), np.int32)
     if out.shape[1] == 0:

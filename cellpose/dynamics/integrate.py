@@ -92,6 +92,17 @@ def _follow(dP, fg, niter, interp, out):
             k += 1
 
 
+def checked_flow_inputs(dP, fg, *, niter: int) -> tuple[np.ndarray, np.ndarray]:
+    """``dP`` as C-contiguous float32 (2, Ly, Lx) and ``fg`` as bool (Ly, Lx); ValueError for bad shapes/niter."""
+    dP = np.ascontiguousarray(dP, dtype=np.float32)
+    fg = np.ascontiguousarray(fg, dtype=np.bool_)
+    if dP.ndim != 3 or dP.shape[0] != 2 or dP.shape[1:] != fg.shape:
+        raise ValueError(f"dP must be (2, Ly, Lx) matching fg {fg.shape}, got {dP.shape}")
+    if niter < 0:
+        raise ValueError(f"niter must be >= 0, got {niter}")
+    return dP, fg
+
+
 def follow_flows(dP: np.ndarray, fg: np.ndarray, *, niter: int, interp: bool = True) -> np.ndarray:
     """Final positions of the foreground pixels after ``niter`` Euler steps along ``dP / 5``.
 
@@ -111,12 +122,7 @@ def follow_flows(dP: np.ndarray, fg: np.ndarray, *, niter: int, interp: bool = T
     p : ndarray (2, N) int32
         Truncated final (y, x) of the N foreground pixels, in row-major order of their start.
     """
-    dP = np.ascontiguousarray(dP, dtype=np.float32)
-    fg = np.ascontiguousarray(fg, dtype=np.bool_)
-    if dP.ndim != 3 or dP.shape[0] != 2 or dP.shape[1:] != fg.shape:
-        raise ValueError(f"dP must be (2, Ly, Lx) matching fg {fg.shape}, got {dP.shape}")
-    if niter < 0:
-        raise ValueError(f"niter must be >= 0, got {niter}")
+    dP, fg = checked_flow_inputs(dP, fg, niter=niter)
     out = np.empty((2, int(np.count_nonzero(fg))), np.int32)
     _follow(dP, fg, int(niter), bool(interp), out)
     return out
