@@ -138,3 +138,11 @@ def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise(caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == PROGRESS_LOGGER]
     assert lines[-1].startswith("blocks 4/4, 21 cells, 0 skipped, ETA")
     assert plain.eta() == 0
+
+
+def test_local_workers_get_thread_counts_and_no_malloc_trim():
+    from cellpose.blockwise.cluster import worker_environ, worker_threads
+
+    env = worker_environ(2)
+    assert "MALLOC_TRIM_THRESHOLD_" not in env
+    assert env["OMP_NUM_THREADS"] == worker_threads(2) >= 1
