@@ -13,7 +13,7 @@ AP of blockwise against whole-image. Environment variables select larger runs:
 * ``CPTB_BENCH_WORKERS`` (default 2) and ``CPTB_BENCH_BLOCK`` (default: from the diameter);
 * ``CPTB_BENCH_PRESET`` (``exact``/``fast``) and ``CPTB_BENCH_DYNAMICS`` (``exact``/``fast``), strip runs only.
 
-The CPU model and flags are printed with the numbers. Nothing about time or memory is asserted.
+The hardware line (CPU model and flags, cores, versions, load) is printed with the numbers. Nothing about time or memory is asserted.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ import psutil
 import tifffile
 
 from cellpose.data import make_image
+from cellpose.profiling.environment import hardware, hardware_line
 
 _STRIP = """
 import sys, tifffile, zarr, dask.array as da
@@ -51,14 +52,6 @@ secs = sorted(b["seconds"] for b in r.blocks)
 print("cells", r.cells, "blocks", len(r.blocks), "shape", r.plan.shape, "variant", r.plan.variant, "dynamics", dynamics,
       "block s", [round(s, 1) for s in secs], "worker peak MB", max(b["peak_rss_mb"] for b in r.blocks))
 """
-
-
-def cpu_description() -> str:
-    """CPU model, the vector/matrix flags that matter here, and the core count."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
-    flags = sorted({f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8") if f" {f}" in text})
-    return f"{model}, flags {' '.join(flags) or '-'}, {os.cpu_count()} cores"
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -111,7 +104,7 @@ def _strip(img: Path, rows: int, workers: int, block: str, out: Path) -> dict:
 
 
 def test_blockwise_vs_whole_image(tmp_path):
-    print(f"\nCPU: {cpu_description()}")
+    print(f"\n{hardware_line(hardware())}")
     workers = int(os.environ.get("CPTB_BENCH_WORKERS", "2"))
     block = os.environ.get("CPTB_BENCH_BLOCK", "0")
     files = [Path(p) for p in os.environ.get("CPTB_BENCH_IMAGES", "").split(",") if p]

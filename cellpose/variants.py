@@ -221,15 +221,9 @@ def explicit_settings(**settings) -> dict:
 
 def cpu_features(path: str = "/proc/cpuinfo") -> FrozenSet[str]:
     """CPU flags from ``/proc/cpuinfo`` (Linux x86); an empty set where it cannot be read."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() == "flags":
-                    return frozenset(value.split())
-    except OSError:
-        logger.debug("cannot read %s: no CPU feature detection", path)
-    return frozenset()
+    from .profiling.environment import cpuinfo_field
+
+    return frozenset((cpuinfo_field(("flags",), path) or "").split())
 
 
 def resolve(variant: NetVariant, *, device, features: Optional[FrozenSet[str]] = None) -> NetVariant:

@@ -13,9 +13,8 @@ import numpy as np
 from ..config import BlockwiseOptions, EvalOptions
 from ..io import tiff as io_tiff
 from ..io.lazy import open_plane
-from .blocks import make_plan
 from .estimate import estimate
-from .segment import output_paths, run
+from .segment import output_paths, plan_for, run
 
 __all__ = ["wants_blockwise", "client_for", "estimate_text", "segment_path"]
 
@@ -58,11 +57,7 @@ def _chan(options: EvalOptions) -> int:
 def estimate_text(model, path: Path, *, options: EvalOptions, blockwise: BlockwiseOptions) -> str:
     """The ``--estimate`` line for one image (no pixels are read)."""
     plane = open_plane(path, chan=_chan(options))
-    scale = model.rescale_for(options.diameter)
-    niter = options.dynamics.niter or 200
-    plan = make_plan(plane.shape, scale=scale, block=blockwise.block_size,
-                     diameter=float(model.diam_mean) / float(scale), lo=0.0, hi=1.0, niter=niter,
-                     tiling=options.tiling, dynamics=options.dynamics)
+    plan = plan_for(plane, model, options=options, block_size=blockwise.block_size, read_pixels=False)
     workers = max(1, blockwise.workers)
     from .cluster import worker_threads
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from ..inference.window import plan_window
 from .blocks import BlockPlan
+from .worker import _network_target
 
 __all__ = ["Estimate", "estimate", "WORKER_BASE_MB", "ACTIVATION_MB_PER_TILE", "BYTES_PER_REGION_PX",
            "DRIVER_BASE_MB", "NETWORK_S_PER_MPX", "DYNAMICS_S_PER_MPX"]
@@ -73,12 +74,7 @@ def _largest_region(plan: BlockPlan) -> int:
 
 def _network_pixels(plan: BlockPlan, k: int) -> int:
     """Tile pixels the network runs for block ``k``."""
-    grid = plan.grid
-    y0, y1, x0, x1 = grid.region(k)
-    sy, sx = plan.scaled[0] / plan.shape[0], plan.scaled[1] / plan.shape[1]
-    target = (int(y0 * sy), max(int(y0 * sy) + 1, min(plan.scaled[0], int(y1 * sy) + 1)),
-              int(x0 * sx), max(int(x0 * sx) + 1, min(plan.scaled[1], int(x1 * sx) + 1)))
-    wplan = plan_window(plan.scaled, target, tiling=plan.tiling)
+    wplan = plan_window(plan.scaled, _network_target(plan, plan.grid.region(k)), tiling=plan.tiling)
     ly, lx = wplan.grid.tile
     return len(wplan.tiles) * ly * lx
 

@@ -92,11 +92,12 @@ def output_paths(source, out=None) -> dict:
 
 
 def plan_for(plane: Plane, model, *, options: EvalOptions, block_size: Optional[int] = None,
-             exact_percentiles: bool = False) -> BlockPlan:
+             exact_percentiles: bool = False, read_pixels: bool = True) -> BlockPlan:
     """The run's plan: scale and niter as ``eval`` derives them, halo, block size, global percentiles.
 
     ``exact_percentiles`` takes the percentiles of every pixel (streamed histogram, uint8/uint16) instead of
-    the sample whole-image ``eval`` uses.
+    the sample whole-image ``eval`` uses; ``read_pixels=False`` skips the percentile pass (lo, hi = 0, 1), for
+    ``--estimate``, which reads no pixels.
     """
     if not options.resample:
         raise ValueError("blockwise segmentation needs resample=True (--no_resample is not supported)")
@@ -106,9 +107,10 @@ def plan_for(plane: Plane, model, *, options: EvalOptions, block_size: Optional[
     diameter = float(model.diam_mean) / float(scale)
     niter = options.dynamics.niter or (200 if scale == 1.0 else _niter_for(scale))
     percentiles = exact_percentiles_of if exact_percentiles else global_percentiles
-    with stage("normalize.percentiles"):
-        lo, hi = percentiles(plane, options.normalize.percentile) if options.normalize.normalize \
-            else (np.float32(0), np.float32(1))
+    lo, hi = np.float32(0), np.float32(1)
+    if options.normalize.normalize and read_pixels:
+        with stage("normalize.percentiles"):
+            lo, hi = percentiles(plane, options.normalize.percentile)
     _, variant = model.resolve_variant()
     return make_plan(plane.shape, scale=scale, block=block_size, diameter=diameter, lo=lo, hi=hi, niter=niter,
                      tiling=options.tiling, dynamics=options.dynamics, variant=variant)
@@ -160,16 +162,16 @@ def _run_on_dask(todo, *, model, plane, plan, work, client, progress) -> list:
     return stats
 
 
-def _write_store(tmp: Path, plan: BlockPlan, work: WorkFolder, offsets) -> None:
-    """Level 0 chunk by chunk (chunk = block core), then the pyramid."""
-    from ..io.ngff import build_pyramid, create_label_store
+def _write_store(tmp: Path, plan: BlockPlan, work: WorkFolder, offsets) -> list:
+    """Level 0 chunk by chunk (chunk = block core), then the pyramid; returns the opened levels."""
+    from ..io.ngff import build_pyramid, create_label_store, open_label_level
 
     grid = plan.grid
     level0 = create_label_store(tmp, shape=plan.shape, chunk=(plan.block, plan.block), overwrite=True)
     for t in range(grid.nblocks):
         y0, y1, x0, x1 = grid.core(t)
         level0[y0:y1, x0:x1] = assemble_chunk(t, grid=grid, offsets=offsets, piece=work.piece)
-    build_pyramid(tmp)
+    return [open_label_level(tmp, k) for k in range(len(build_pyramid(tmp)))]
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
@@ -191,26 +193,13 @@ def _write_outputs(paths: dict, plan: BlockPlan, work: WorkFolder) -> int:
     offsets = label_offsets(work.count(k) for k in range(plan.grid.nblocks))
     tmp = paths["store"].with_name(paths["store"].name + ".partial")
     with stage("io.write.labels_zarr"):
-        _write_store(tmp, plan, work, offsets)
+        levels = _write_store(tmp, plan, work, offsets)
     with stage("io.write.labels_tiff"):
-        levels = _levels(tmp)
         write_pyramid_ome_tiff(levels, paths["tiff"])
     with stage("io.write.object_table"):
         object_table(levels[0], paths["table"], chunk=(plan.block, plan.block))
     _replace_dir(tmp, paths["store"])
     return int(offsets[-1])
-
-
-def _levels(store: Path) -> list:
-    from ..io.ngff import open_label_level
-
-    levels, k = [], 0
-    while True:
-        try:
-            levels.append(open_label_level(store, k))
-        except (KeyError, FileNotFoundError, ValueError):
-            return levels
-        k += 1
 
 
 def segment(source, model, *, chan: int = 1, block_size: Optional[int] = None, out=None, client=None,

@@ -1,12 +1,15 @@
 """The ``environment`` block of ``profile.json``: versions, CPU, threads, device, flags."""
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import sys
 from typing import Dict, Optional
 
-__all__ = ["KEY_CPU_FLAGS", "collect_environment", "cpu_model", "hardware", "hardware_line", "package_versions"]
+__all__ = ["KEY_CPU_FLAGS", "collect_environment", "cpu_model", "cpuinfo_field", "hardware", "hardware_line", "package_versions"]
+
+logger = logging.getLogger(__name__)
 
 PACKAGES = ("cellpose-tb", "numpy", "torch", "scipy", "numba", "fastremap", "tifffile", "imagecodecs",
             "opencv-python-headless", "line_profiler")
@@ -27,17 +30,22 @@ def package_versions(names=PACKAGES) -> Dict[str, Optional[str]]:
     return out
 
 
-def cpu_model(path: str = "/proc/cpuinfo") -> Optional[str]:
-    """CPU model name from ``/proc/cpuinfo`` (Linux), else ``platform.processor()`` or None."""
+def cpuinfo_field(keys, path: str = "/proc/cpuinfo") -> Optional[str]:
+    """Value of the first line of ``/proc/cpuinfo`` whose key is one of ``keys``; None when absent/unreadable."""
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Model", "cpu model"):
+                if key.strip() in keys:
                     return value.strip()
     except OSError:
-        pass
-    return platform.processor() or None
+        logger.debug("cannot read %s", path)
+    return None
+
+
+def cpu_model(path: str = "/proc/cpuinfo") -> Optional[str]:
+    """CPU model name from ``/proc/cpuinfo`` (Linux), else ``platform.processor()`` or None."""
+    return cpuinfo_field(("model name", "Model", "cpu model"), path) or platform.processor() or None
 
 
 def _affinity() -> Optional[int]:
