@@ -45,7 +45,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--use_gpu", action="store_true", help="run the network on CUDA if available")
     g.add_argument("--gpu_device", default="0", help="CUDA device index")
     g.add_argument("--diameter", type=float, default=0.0,
-                   help="object diameter in pixels (default 0: the model's own training diameter, diam_labels)")
+                   help="object diameter in pixels (default 0: estimated from each image; logged and recorded "
+                        "in profile.json and _seg.npy)")
     g.add_argument("--batch_size", type=int, default=8, help="tiles per network pass")
     g.add_argument("--bsize", type=int, default=224, help="tile size in pixels (multiple of 16)")
     g.add_argument("--tile_overlap", type=float, default=0.1, help="fraction of overlap between tiles")
@@ -179,10 +180,16 @@ def _normalize_options(args) -> NormalizeOptions:
     return NormalizeOptions(normalize=not args.no_norm, percentile=percentile, invert=args.invert)
 
 
+def _diameter(args) -> float:
+    if not args.diameter >= 0:
+        raise CLIError(f"--diameter must be a number of pixels >= 0 (0 = estimate from the image), got {args.diameter}")
+    return float(args.diameter)
+
+
 def _eval_options(args) -> EvalOptions:
     return EvalOptions(
         channels=(args.chan, args.chan2), channel_axis=args.channel_axis,
-        diameter=args.diameter if args.diameter > 0 else None, resample=not args.no_resample,
+        diameter=_diameter(args), resample=not args.no_resample,
         normalize=_normalize_options(args),
         tiling=TilingOptions(bsize=args.bsize, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
                              augment=args.augment),

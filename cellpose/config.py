@@ -133,7 +133,8 @@ class EvalOptions:
     channel_axis : int or None
         Axis of the channels in the input array, if known.
     diameter : float or None
-        Object diameter in pixels; ``None``/0 → ``diam_mean / diam_labels``.
+        Object diameter in pixels; ``None`` → the model's own (``diam_labels``); 0 → estimated from the
+        image (``cellpose.sizing``).
     resample : bool
         Run the dynamics at the original size (True) or the rescaled size.
     compute_masks : bool

@@ -27,6 +27,7 @@ from .preprocess.channels import convert_image
 from .preprocess.normalize import normalize_image
 from .preprocess.resize import resize_image, resize_masks
 from .profiling import annotate, stage
+from .sizing import estimate_prepared
 
 __all__ = ["CellposeModel", "choose_device", "normalize_options_from"]
 
@@ -189,7 +190,8 @@ class CellposeModel:
         channels : [int, int], optional
             1-based ``[channel to segment, nuclear channel]``; 0 = grayscale / none. Default ``[0, 0]``.
         diameter : float, optional
-            Object diameter in pixels; ``None`` or 0 → ``diam_mean / diam_labels``.
+            Object diameter in pixels; ``None`` → the model's own (``diam_labels``); 0 → estimated from the
+            image (``cellpose.sizing``; logged, and recorded in the profile as ``diameter_estimate``).
         bsize, tile_overlap, batch_size, augment
             Tiling of the network pass (see ``config.TilingOptions``).
         flow_threshold, cellprob_threshold, min_size, niter, max_size_fraction, interp
@@ -238,6 +240,8 @@ class CellposeModel:
         annotate("network_variant", _variants.describe(requested, resolved))
         with stage("eval") as s:
             img = self._prepare(x, options)
+            if options.diameter == 0:
+                options, _ = self.resolve_diameter(img, options, variant=resolved, prepared=True)
             shape = img.shape[:2]
             if not np.any(img):
                 return _empty_result(shape, x)
@@ -252,6 +256,44 @@ class CellposeModel:
             with stage("flows_rgb"):
                 rgb = flows_to_rgb(y[:2])
         return masks, [rgb, y[:2], y[2]], style
+
+    def prepare(self, x, options: EvalOptions) -> np.ndarray:
+        """The (Ly, Lx, 2) float32 network input of ``x``: channels converted, then normalised."""
+        return self._prepare(x, options)
+
+    def resolve_diameter(self, x, options: EvalOptions, *, variant=None, prepared: bool = False):
+        """``options`` with ``diameter=0`` replaced by the size estimated from ``x`` (``cellpose.sizing``).
+
+        The estimate is logged and recorded as the profile annotation ``diameter_estimate``; without one (no
+        objects found) the diameter becomes ``None``, the model's own.
+
+        Returns
+        -------
+        options : EvalOptions
+        estimate : SizeEstimate or None
+            None when ``options.diameter`` was not 0 (nothing to estimate).
+        """
+        if options.diameter != 0:
+            return options, None
+        img = x if prepared else self._prepare(x, options)
+        with stage("size_estimate"):
+            est = estimate_prepared(self, img, options=options, variant=variant)
+        annotate("diameter_estimate", est.as_dict())
+        if est.diameter is None:
+            logger.info("diameter 0: no objects found to estimate the size; using the model's diameter %.1f",
+                        self.diam_labels)
+            return replace(options, diameter=None), est
+        logger.info("diameter 0: estimated median object diameter %.1f px (%d scales, %.1f s)", est.diameter,
+                    len(est.candidates), est.seconds)
+        return replace(options, diameter=float(est.diameter)), est
+
+    def masks_at_scale(self, img: np.ndarray, *, scale: float, options: EvalOptions, variant=None) -> np.ndarray:
+        """Masks of a prepared image (``prepare``) resized by ``scale``, at the rescaled size (no resample)."""
+        if variant is None:
+            variant = self.resolve_variant()[1]
+        y, _ = self._network(img, scale=scale, options=options, variant=variant)
+        options = replace(options, resample=False, compute_masks=True)
+        return self._masks(y, scale=scale, shape=y.shape[1:], options=options)
 
     def _prepare(self, x, options: EvalOptions) -> np.ndarray:
         x = _as_numpy(x)
@@ -323,6 +365,9 @@ def _check_options(options: EvalOptions) -> None:
         raise ValueError(f"batch_size must be >= 1, got {tiling.batch_size}")
     if not 0.0 <= tiling.tile_overlap < 1.0:
         raise ValueError(f"tile_overlap must be in [0, 1), got {tiling.tile_overlap}")
+    d = options.diameter
+    if d is not None and (isinstance(d, bool) or not np.isfinite(d) or d < 0):
+        raise ValueError(f"diameter must be a number of pixels >= 0 (0 = estimate; None = the model's), got {d!r}")
     if options.channels is not None and len(options.channels) != 2:
         raise ValueError(f"channels must be [chan, chan2], got {list(options.channels)}")
 

@@ -3,7 +3,9 @@
 Targets come from the labels: flows = 5 × ``masks_to_flows`` (mean squared error) and cell probability =
 ``labels > 0`` (binary cross-entropy on the logit). Every image is rescaled so that its median nucleus
 diameter becomes the network's ``diam_mean``, then random crops are drawn with random rotation, flip and
-scale (×0.75–1.25). Flows are recomputed on each transformed crop, so they stay exact.
+scale (×0.75–1.25); ``TrainOptions(augment="heavy")`` adds elastic deformation, blur, intensity changes, noise
+and per-crop re-normalisation (``augment.heavy_augment``). Flows are recomputed on each transformed crop, so
+they stay exact.
 The saved file is an upstream-format state_dict whose ``diam_labels`` is the mean training diameter.
 """
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .augment import AUGMENT_MODES, heavy_augment
 from .config import NormalizeOptions
 from .dynamics import masks_to_flows
 from .net.cpnet import CPnet
@@ -53,6 +56,10 @@ class TrainOptions:
         Seeds crops, augmentation and the network initialisation.
     log_every : int
         Log the mean loss every this many steps.
+    augment : {"basic", "heavy"}
+        "basic": rotation, flip and scale only. "heavy": also elastic deformation, blur, gamma/contrast/
+        illumination/background, noise and per-crop 1–99 percentile re-normalisation, each crop drawing from
+        its own generator seeded from the sampler's (``augment.heavy_augment``).
     """
 
     n_iter: int = 500
@@ -64,6 +71,11 @@ class TrainOptions:
     scale_range: Tuple[float, float] = (0.75, 1.25)
     seed: int = 0
     log_every: int = 25
+    augment: str = "basic"
+
+    def __post_init__(self):
+        if self.augment not in AUGMENT_MODES:
+            raise ValueError(f"augment must be one of {AUGMENT_MODES}, got {self.augment!r}")
 
 
 @dataclass
@@ -156,6 +168,8 @@ class _Sampler:
             img, lab, rescale = self.data[self.rng.integers(len(self.data))]
             scale = rescale * self.rng.uniform(*o.scale_range)
             x, crop = random_crop(img, lab, rng=self.rng, bsize=o.bsize, scale=scale)
+            if o.augment == "heavy":
+                x, crop = heavy_augment(x, crop, rng=np.random.default_rng(self.rng.integers(2 ** 63)))
             xs.append(x)
             ys.append(_targets(crop))
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))

@@ -75,7 +75,7 @@ def oracle(tmp_path_factory, model):
     img = _write(d / "slide.ome.tif", (3000, 3000), seed=41, nchan=4)
     whole, _, _ = model.eval(img[0], channels=[0, 0])
     rc = main(["--image_path", str(d / "slide.ome.tif"), "--chan", "1", "--blockwise", "--block_size", "768",
-               "--workers", "2"])
+               "--workers", "2", "--diameter", repr(model.diam_labels)])
     assert rc == 0
     return whole, d
 
@@ -206,8 +206,9 @@ def test_dask_on_a_scheduler_address_matches_serial_and_loads_the_model_once_per
     from distributed import Client, LocalCluster
 
     _write(tmp_path / "a.ome.tif", (640, 700), seed=8)
+    # diameter 0, as the CLI default: both estimate it once from the same central sample window
     serial = run(tmp_path / "a.ome.tif", model, chan=1, block_size=256, out=tmp_path / "serial.ome.zarr",
-                 progress=False)
+                 progress=False, diameter=0)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         address = cluster.scheduler_address
@@ -324,3 +325,15 @@ def test_cli_switches_to_blockwise_above_the_threshold_and_says_so(tmp_path, cap
     assert wants_blockwise(tmp_path / "t.ome.tif", BlockwiseOptions(enabled=None, auto_pixels=40_000))
     assert "segmenting blockwise" in caplog.text
     assert not wants_blockwise(tmp_path / "t.ome.tif", BlockwiseOptions(enabled=False, auto_pixels=1))
+
+
+def test_one_block_with_workers_runs_here_without_starting_a_cluster(tmp_path, model):
+    _write(tmp_path / "s.ome.tif", (300, 340), seed=12)
+    rc = main(["--image_path", str(tmp_path / "s.ome.tif"), "--chan", "1", "--blockwise", "--workers", "2",
+               "--diameter", repr(model.diam_labels), "--profile"])
+    assert rc == 0
+    section = json.loads((tmp_path / "profile.json").read_text())["images"][0]["blockwise"]
+    assert len(section["blocks"]) == 1 and section["workers"] == 1
+    assert section["blocks"][0]["pid"] == os.getpid(), "the single block must run in this process"
+    serial = run(tmp_path / "s.ome.tif", model, chan=1, out=tmp_path / "serial.ome.zarr", progress=False)
+    np.testing.assert_array_equal(_labels(tmp_path / "s_cp_masks.ome.zarr"), _labels(serial.store))

@@ -14,6 +14,7 @@ from cellpose.data.cells import (COL_A, COL_B, COL_BRIGHT, COL_COS, COL_CX, COL_
                                  COL_THICK, N_COLS, reach)
 from cellpose.data.presets import CYTOPLASM, DNA, MEMBRANE, NUCLEAR, channel_marker
 from cellpose.data.render import SEAM_DIP, labels_from, raster, shade
+from cellpose.data.features import MAX_SPOTS
 
 SMALL = dict(size=(200, 170), crop=(160, 150))  # a small custom scene of the exemplar layout, 12 channels
 OME_NS = "{http://www.openmicroscopy.org/Schemas/OME/2016-06}"
@@ -142,7 +143,8 @@ def _dna(P):
     geom = raster(P, 0, 0, 40, 60)
     n = len(P)
     keys = np.zeros(3, np.uint64)
-    img = shade(DNA, geom, np.ones(n), np.zeros(n), P[:, COL_THICK].copy(), 0, 0, keys, 1.6, 100.0, 0.0)
+    spots = np.zeros((n, MAX_SPOTS, 4))
+    img = shade(DNA, geom, np.ones(n), np.zeros(n), P[:, COL_THICK].copy(), spots, 0, 0, keys, 1.6, 100.0, 0.0)
     return img, labels_from(geom[0], geom[1], np.arange(1, n + 1))
 
 

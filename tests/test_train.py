@@ -15,6 +15,8 @@ from cellpose.models import CellposeModel
 from cellpose.net.weights import load_weights
 from cellpose.train import (TrainOptions, diameter_of, loss_fn, prepare_image, random_crop, save_trained,
                             train_network, _targets)
+from cellpose.augment import heavy_augment
+from cellpose.train import _Sampler
 
 OPTS = TrainOptions(n_iter=12, batch_size=4, bsize=64, learning_rate=2e-3, seed=0, log_every=100)
 
@@ -136,3 +138,58 @@ def test_train_cli_reports_missing_labels(tmp_path):
                            str(tmp_path / "m")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "no label file a_masks.tif" in proc.stderr and not (tmp_path / "m").exists()
+
+
+@pytest.fixture(scope="module")
+def nuclei_256():
+    img, lab = make_image((1, 256, 256), seed=0, diameter=(12, 20))
+    return prepare_image(img[0]), lab.astype(np.int64)
+
+
+def _heavy_crops(img, lab, seed, n=6):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        x, crop = random_crop(img, lab, rng=rng, bsize=96, scale=1.0)
+        out.append(heavy_augment(x, crop, rng=np.random.default_rng(rng.integers(2 ** 63))))
+    return out
+
+
+def test_heavy_augment_is_seeded(nuclei_256):
+    a, b, c = (_heavy_crops(*nuclei_256, seed) for seed in (3, 3, 4))
+    assert all(np.array_equal(x1, x2) and np.array_equal(l1, l2) for (x1, l1), (x2, l2) in zip(a, b))
+    assert not all(np.array_equal(x1, x2) for (x1, _), (x2, _) in zip(a, c))
+
+
+def test_heavy_augment_keeps_shapes_ids_and_alignment(nuclei_256):
+    img, lab = nuclei_256
+    ids = set(np.unique(lab).tolist()) | {0}
+    inside, outside = [], []
+    for x, crop in _heavy_crops(img, lab, seed=1, n=12):
+        assert x.shape == (2, 96, 96) and x.dtype == np.float32 and np.all(np.isfinite(x))
+        assert crop.shape == (96, 96) and crop.dtype == np.int32 and set(np.unique(crop).tolist()) <= ids
+        assert np.all(x[1] == 0)
+        if (crop > 0).sum() > 100 and (crop == 0).sum() > 100:
+            inside.append(x[0][crop > 0].mean())
+            outside.append(x[0][crop == 0].mean())
+    assert len(inside) >= 6 and np.mean(np.array(inside) > np.array(outside)) >= 0.9
+
+
+def test_sampler_heavy_batches_differ_from_basic(nuclei_256):
+    img, lab = nuclei_256
+    opts = dict(batch_size=2, bsize=64, seed=0)
+    basic = _Sampler([(img, lab, 1.0)], TrainOptions(**opts), np.random.default_rng(0)).batch()
+    heavy = _Sampler([(img, lab, 1.0)], TrainOptions(augment="heavy", **opts), np.random.default_rng(0)).batch()
+    assert basic[0].shape == heavy[0].shape == (2, 2, 64, 64) and heavy[1].shape == (2, 3, 64, 64)
+    assert not torch.equal(basic[0], heavy[0])
+
+
+def test_short_training_with_heavy_augmentation(dataset):
+    images, labels = dataset
+    result = train_network(images, labels, options=TrainOptions(n_iter=2, batch_size=2, bsize=64, augment="heavy"))
+    assert len(result.losses) == 2 and np.all(np.isfinite(result.losses))
+
+
+def test_bad_augment_value_is_rejected():
+    with pytest.raises(ValueError, match="'strong'"):
+        TrainOptions(augment="strong")

@@ -37,14 +37,22 @@ def wants_blockwise(path: Path, options: BlockwiseOptions) -> bool:
 
 @contextlib.contextmanager
 def client_for(options: BlockwiseOptions):
-    """A Dask client for the run (None when ``workers == 0`` and no scheduler is given)."""
-    if not options.scheduler and options.workers <= 0:
+    """The Dask client of the run: a ``Client`` on ``--scheduler``; else a :class:`LazyClient` whose local
+    cluster starts only for a run of more than one block; None when ``workers == 0``."""
+    from .cluster import LazyClient, local_client
+
+    if options.scheduler:
+        with local_client(options.workers, scheduler=options.scheduler) as client:
+            yield client
+        return
+    if options.workers <= 0:
         yield None
         return
-    from .cluster import local_client
-
-    with local_client(options.workers, scheduler=options.scheduler) as client:
-        yield client
+    lazy = LazyClient(options.workers)
+    try:
+        yield lazy
+    finally:
+        lazy.close()
 
 
 def _chan(options: EvalOptions) -> int:
@@ -82,6 +90,8 @@ def segment_path(model, path: Path, *, options: EvalOptions, blockwise: Blockwis
 
 
 def _profile_section(result, blockwise: BlockwiseOptions, client) -> dict:
+    if client is not None and not getattr(client, "started", True):
+        client = None          # a lazy cluster that one block did not need: the run was in this process
     workers = max(1, blockwise.workers) if client is not None else 1
     from .cluster import worker_threads
 

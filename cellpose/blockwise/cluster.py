@@ -113,6 +113,35 @@ def local_client(workers: int, *, scheduler: Optional[str] = None):
         yield client
 
 
+class LazyClient:
+    """A local cluster of ``workers`` processes, started by the first :meth:`get`.
+
+    A run whose blocks fit in one task (an image of one block, or a resume with one block left) segments it
+    in the calling process, with the model already loaded, and never pays for starting the cluster and
+    loading the model in a worker. :meth:`close` shuts the cluster down if it was started.
+    """
+
+    def __init__(self, workers: int):
+        self.workers = int(workers)
+        self._stack = contextlib.ExitStack()
+        self._client = None
+
+    @property
+    def started(self) -> bool:
+        """Whether the cluster is running."""
+        return self._client is not None
+
+    def get(self):
+        """The ``distributed.Client`` (the cluster is started on the first call)."""
+        if self._client is None:
+            self._client = self._stack.enter_context(local_client(self.workers))
+        return self._client
+
+    def close(self) -> None:
+        self._stack.close()
+        self._client = None
+
+
 def worker_environ(workers: int) -> dict:
     """Environment of the local worker processes: thread counts for OpenMP/MKL/OpenBLAS, and *no*
     ``MALLOC_TRIM_THRESHOLD_``. Dask's default (65,536 bytes) makes glibc return every large buffer to the

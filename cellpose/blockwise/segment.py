@@ -56,6 +56,8 @@ __all__ = ["BlockwiseResult", "segment", "output_paths", "plan_for"]
 logger = logging.getLogger(__name__)
 
 _STORE_SUFFIX = "_cp_masks.ome.zarr"
+#: Edge (pixels) of the central window that a diameter of 0 is estimated from.
+SIZE_SAMPLE = 2048
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,24 @@ def plan_for(plane: Plane, model, *, options: EvalOptions, block_size: Optional[
                      tiling=options.tiling, dynamics=options.dynamics, variant=variant)
 
 
+def _fixed_diameter(plane: Plane, model, options: EvalOptions) -> EvalOptions:
+    """``options`` with ``diameter=0`` replaced by one estimate from the central sample window of the plane.
+
+    Every block then uses that diameter (the halo depends on it). The window is at most
+    ``SIZE_SAMPLE`` × ``SIZE_SAMPLE`` pixels, read lazily; it is normalised on its own percentiles.
+    """
+    if options.diameter != 0:
+        return options
+    (Ly, Lx), side = plane.shape, SIZE_SAMPLE
+    y0, x0 = max(0, (Ly - side) // 2), max(0, (Lx - side) // 2)
+    with stage("io.read.size_sample"):
+        sample = plane.read((y0, min(Ly, y0 + side), x0, min(Lx, x0 + side)))
+    options, _ = model.resolve_diameter(sample, replace(options, channels=(0, 0), channel_axis=None))
+    logger.info("%s: diameter for all blocks %.1f px (from the central %dx%d window)", plane.name,
+                options.diameter or model.diam_labels, sample.shape[0], sample.shape[1])
+    return options
+
+
 def _niter_for(scale) -> int:
     from ..models import _niter_for as eval_niter
 
@@ -129,7 +149,12 @@ def _manifest(plane: Plane, plan: BlockPlan, model) -> dict:
 
 
 def _run_blocks(todo, *, model, plane, plan, work: WorkFolder, client, progress: Progress) -> list:
-    """Segment the blocks ``todo``; record each; return their statistics in completion order."""
+    """Segment the blocks ``todo``; record each; return their statistics in completion order.
+
+    ``client`` None, or a ``LazyClient`` with at most one block to do: here, with the loaded model.
+    """
+    if type(client).__name__ == "LazyClient":
+        client = client.get() if len(todo) > 1 else None
     if client is None:
         from .worker import segment_block
 
@@ -219,14 +244,15 @@ def segment(source, model, *, chan: int = 1, block_size: Optional[int] = None, o
         Core edge in pixels; default ``blocks.default_block_size`` of the diameter.
     out : path-like, optional
         Label store path (``.ome.zarr``); default ``<stem>_cp_masks.ome.zarr`` next to a source file.
-    client : distributed.Client, optional
-        Run blocks on this cluster; None runs them here, one after the other.
+    client : distributed.Client or cluster.LazyClient, optional
+        Run blocks on this cluster; None runs them here, one after the other. A ``LazyClient`` starts its
+        cluster only when more than one block is to be done.
     resume : bool
         Continue an interrupted run (its work folder must match this input and these settings).
     options : EvalOptions, optional
         Normalisation, tiling and dynamics as for ``eval`` (channels are ignored: ``chan`` is used).
     diameter : float, optional
-        Overrides ``options.diameter``.
+        Overrides ``options.diameter`` (0: estimated once from the central window of the plane).
     progress : bool
         Show a bar (terminal) or periodic log lines.
     keep_work : bool
@@ -248,8 +274,9 @@ def segment(source, model, *, chan: int = 1, block_size: Optional[int] = None, o
 def _prepare(source, model, *, chan, block_size, out, resume, options, diameter, exact_percentiles):
     options = options or EvalOptions()
     if diameter is not None:
-        options = replace(options, diameter=diameter if diameter > 0 else None)
+        options = replace(options, diameter=diameter)
     plane = open_plane(source, chan=chan)
+    options = _fixed_diameter(plane, model, options)
     paths = output_paths(source, out)
     check_output_dir(paths["store"].parent)
     plan = plan_for(plane, model, options=options, block_size=block_size, exact_percentiles=exact_percentiles)

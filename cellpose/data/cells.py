@@ -18,13 +18,13 @@ from .noise import hash3, tissue_density, unit, value_noise
 
 __all__ = [
     "COL_CY", "COL_CX", "COL_A", "COL_B", "COL_COS", "COL_SIN", "COL_H", "COL_THICK", "COL_REACH",
-    "COL_BRIGHT", "COL_TEX", "COL_DIVIDING", "N_COLS", "reach", "nuclei_in_cells",
+    "COL_BRIGHT", "COL_TEX", "COL_DIVIDING", "COL_CONDENSED", "N_COLS", "reach", "nuclei_in_cells",
 ]
 
 COL_CY, COL_CX, COL_A, COL_B, COL_COS, COL_SIN = 0, 1, 2, 3, 4, 5
 COL_H = 6  # six harmonic coefficients: cos 2θ, sin 2θ, cos 3θ, sin 3θ, cos 4θ, sin 4θ
-COL_THICK, COL_REACH, COL_BRIGHT, COL_TEX, COL_DIVIDING = 12, 13, 14, 15, 16
-N_COLS = 17
+COL_THICK, COL_REACH, COL_BRIGHT, COL_TEX, COL_DIVIDING, COL_CONDENSED = 12, 13, 14, 15, 16, 17
+N_COLS = 18
 
 # per cell type: epithelial, stromal, T, B, macrophage, endothelial
 _SIZE_LO = (0.5, 0.25, 0.0, 0.05, 0.3, 0.2)
@@ -36,10 +36,16 @@ _THICK_LO = (4.0, 2.0, 1.5, 1.5, 4.0, 2.0)
 _THICK_SPAN = (4.0, 2.0, 1.5, 1.5, 3.0, 1.0)
 _BRIGHT = (1.0, 0.9, 1.4, 1.5, 0.8, 1.0)
 _TEX = (0.35, 0.3, 0.5, 0.5, 0.3, 0.3)
+_LOBED_P = (0.06, 0.02, 0.02, 0.02, 0.35, 0.02)  # lobed / kidney-shaped outline (harmonics x 3.5)
+_SPINDLE_P = (0.03, 0.45, 0.0, 0.0, 0.05, 0.5)  # very elongated (spindle) nuclei
+_CONDENSED_P = 0.02  # apoptotic / pyknotic: small, round, bright, smooth
+_MAX_HARMONICS = 0.45  # cap on the summed harmonic amplitudes, so the outline radius stays positive
 # type mixtures of the three tissue compartments
 _MIX_EPI = (0.86, 0.04, 0.06, 0.0, 0.04, 0.0)
 _MIX_STROMA = (0.05, 0.42, 0.22, 0.08, 0.13, 0.10)
 _MIX_AGGREGATE = (0.0, 0.05, 0.55, 0.32, 0.08, 0.0)
+# a cultured monolayer (cell lines on a coverslip): mostly epithelial-like, some spindle-shaped
+_MIX_CULTURE = (0.75, 0.2, 0.0, 0.0, 0.05, 0.0)
 
 # draw indices (disjoint blocks of the per-cell random stream)
 _J_OCCUPY, _J_TYPE, _J_DIVIDE, _J_PAIR, _J_JY, _J_JX = 0, 1, 2, 3, 4, 5
@@ -97,13 +103,45 @@ def _brightness(t, u0, u1, u2, dividing):
 
 
 @numba.njit(cache=True)
+def _shape(t, dividing, condensed, u_q, u_spindle):
+    """Axis ratio ``q`` = minor / major semi-axis of a nucleus of type ``t``."""
+    if dividing:
+        return 0.55
+    if condensed:
+        return 0.85 + 0.15 * u_q
+    q = _Q_LO[t] + _Q_SPAN[t] * u_q
+    if u_spindle < _SPINDLE_P[t]:
+        q *= 0.45
+    return q
+
+
+@numba.njit(cache=True)
+def _harmonics(P, n, t, key, iy, ix, j, lobed):
+    """Draw the six outline harmonics of row ``n`` (capped at ``_MAX_HARMONICS``); return their sum."""
+    amp = _AMP[t] * (3.5 if lobed else 1.0)
+    total = 0.0
+    for k in range(6):
+        h = amp * (2.0 * _rand(key, iy, ix, j + 2 + k) - 1.0)
+        P[n, COL_H + k] = h
+        total += abs(h)
+    if total > _MAX_HARMONICS:
+        for k in range(6):
+            P[n, COL_H + k] *= _MAX_HARMONICS / total
+        total = _MAX_HARMONICS
+    return total
+
+
+@numba.njit(cache=True)
 def _fill(P, n, t, cy, cx, key, iy, ix, j, lo, hi, size_mul, dividing, rot_cos, rot_sin):
     """Write nucleus row ``n`` of type ``t`` centred at (cy, cx) from draws j … j+71.
 
     ``rot_cos``/``rot_sin`` fix the long-axis orientation when ``dividing`` (else it is random).
     """
+    condensed = (not dividing) and _rand(key, iy, ix, j + 14) < _CONDENSED_P
     d = (lo + (hi - lo) * (_SIZE_LO[t] + _SIZE_SPAN[t] * _rand(key, iy, ix, j))) * size_mul
-    q = 0.55 if dividing else _Q_LO[t] + _Q_SPAN[t] * _rand(key, iy, ix, j + 1)
+    if condensed:
+        d *= 0.5
+    q = _shape(t, dividing, condensed, _rand(key, iy, ix, j + 1), _rand(key, iy, ix, j + 15))
     P[n, COL_CY] = cy
     P[n, COL_CX] = cx
     P[n, COL_A] = 0.5 * d / math.sqrt(q)
@@ -111,23 +149,27 @@ def _fill(P, n, t, cy, cx, key, iy, ix, j, lo, hi, size_mul, dividing, rot_cos, 
     ca, sa = (rot_cos, rot_sin) if dividing else _direction(key, iy, ix, j + _J_ROT)
     P[n, COL_COS] = ca
     P[n, COL_SIN] = sa
-    total = 0.0
-    for k in range(6):
-        h = _AMP[t] * (2.0 * _rand(key, iy, ix, j + 2 + k) - 1.0)
-        P[n, COL_H + k] = h
-        total += abs(h)
+    lobed = (not condensed) and _rand(key, iy, ix, j + 13) < _LOBED_P[t]
+    total = _harmonics(P, n, t, key, iy, ix, j, lobed)
     thick = (_THICK_LO[t] + _THICK_SPAN[t] * _rand(key, iy, ix, j + 8)) * hi / 25.0
     P[n, COL_THICK] = thick
     P[n, COL_REACH] = P[n, COL_A] * (1.0 + total) + thick + 1.5
-    P[n, COL_BRIGHT] = _brightness(t, _rand(key, iy, ix, j + 9), _rand(key, iy, ix, j + 10),
-                                   _rand(key, iy, ix, j + 11), dividing)
-    P[n, COL_TEX] = 0.65 if dividing else _TEX[t] * (0.8 + 0.4 * _rand(key, iy, ix, j + 12))
+    bright = _brightness(t, _rand(key, iy, ix, j + 9), _rand(key, iy, ix, j + 10),
+                         _rand(key, iy, ix, j + 11), dividing)
+    P[n, COL_BRIGHT] = bright * (2.5 + _rand(key, iy, ix, j + 16)) if condensed else bright
+    P[n, COL_TEX] = 0.65 if dividing else (0.1 if condensed else _TEX[t] * (0.8 + 0.4 * _rand(key, iy, ix, j + 12)))
     P[n, COL_DIVIDING] = 1.0 if dividing else 0.0
+    P[n, COL_CONDENSED] = 1.0 if condensed else 0.0
 
 
 @numba.njit(cache=True)
-def _compartment(keys, cy, cx, tscale, g):
-    """Cell-type mixture, occupancy and pairing probabilities at a grid-cell centre."""
+def _compartment(keys, cy, cx, tscale, g, culture):
+    """Cell-type mixture, occupancy and pairing probabilities at a grid-cell centre.
+
+    ``culture`` > 0 selects a monolayer whose occupancy varies smoothly around ``culture`` instead of tissue.
+    """
+    if culture > 0.0:
+        return _MIX_CULTURE, culture * (0.6 + 0.8 * value_noise(keys[1], cy, cx, 8.0 * g)), 0.12
     dens = tissue_density(keys[1], cy, cx, tscale)
     comp = value_noise(keys[2], cy, cx, tscale * 0.35)
     crowd = value_noise(keys[3], cy, cx, 6.0 * g)
@@ -139,12 +181,12 @@ def _compartment(keys, cy, cx, tscale, g):
 
 
 @numba.njit(cache=True)
-def _cell(P, T, ids, n, keys, iy, ix, nxw, g, lo, hi, tscale):
+def _cell(P, T, ids, n, keys, iy, ix, nxw, g, lo, hi, tscale, culture):
     """Append the 0–2 nuclei of grid cell (iy, ix) at row ``n``; return the new row count."""
     key = keys[0]
     cy = (iy + 0.5) * g + (_rand(key, iy, ix, _J_JY) - 0.5) * 0.7 * g
     cx = (ix + 0.5) * g + (_rand(key, iy, ix, _J_JX) - 0.5) * 0.7 * g
-    mix, occupy, pair_p = _compartment(keys, (iy + 0.5) * g, (ix + 0.5) * g, tscale, g)
+    mix, occupy, pair_p = _compartment(keys, (iy + 0.5) * g, (ix + 0.5) * g, tscale, g, culture)
     if _rand(key, iy, ix, _J_OCCUPY) >= occupy:
         return n
     t = _pick(mix, _rand(key, iy, ix, _J_TYPE))
@@ -169,7 +211,7 @@ def _cell(P, T, ids, n, keys, iy, ix, nxw, g, lo, hi, tscale):
 
 
 @numba.njit(cache=True)
-def nuclei_in_cells(keys, gy0, gy1, gx0, gx1, nxw, g, lo, hi, tscale):
+def nuclei_in_cells(keys, gy0, gy1, gx0, gx1, nxw, g, lo, hi, tscale, culture=0.0):
     """Parameters of all nuclei of grid cells [gy0, gy1) × [gx0, gx1), in increasing label order.
 
     Parameters
@@ -182,6 +224,9 @@ def nuclei_in_cells(keys, gy0, gy1, gx0, gx1, nxw, g, lo, hi, tscale):
         Grid cells per row of the whole image (makes labels global).
     g, lo, hi, tscale : float
         Grid cell side, diameter range and tissue length scale (pixels).
+    culture : float
+        0: tissue layout (sheets, stroma, aggregates, empty slide); > 0: a cell-culture monolayer of about
+        this occupancy (0-1) per grid cell.
 
     Returns
     -------
@@ -197,5 +242,5 @@ def nuclei_in_cells(keys, gy0, gy1, gx0, gx1, nxw, g, lo, hi, tscale):
     n = 0
     for iy in range(gy0, gy1):
         for ix in range(gx0, gx1):
-            n = _cell(P, T, ids, n, keys, iy, ix, nxw, g, lo, hi, tscale)
+            n = _cell(P, T, ids, n, keys, iy, ix, nxw, g, lo, hi, tscale, culture)
     return P[:n], T[:n], ids[:n]

@@ -18,6 +18,7 @@ import numba
 import numpy as np
 
 from .cells import COL_A, COL_B, COL_COS, COL_CX, COL_CY, COL_H, COL_REACH, COL_SIN, COL_THICK
+from .features import spot_factor
 from .noise import tissue_density, value_noise
 from .presets import CYTOPLASM, DNA, MEMBRANE
 
@@ -152,7 +153,7 @@ def _signal(kind, i, t1, t2, s1, level, tex_amp, thick, tex):
 
 
 @numba.njit(cache=True)
-def shade(kind, geom, level, tex_amp, thick, y0, x0, keys, tex_scale, tscale, af):
+def shade(kind, geom, level, tex_amp, thick, spots, y0, x0, keys, tex_scale, tscale, af):
     """Noise-free, unblurred intensity of one channel over the window → (h, w) float32.
 
     Parameters
@@ -163,6 +164,8 @@ def shade(kind, geom, level, tex_amp, thick, y0, x0, keys, tex_scale, tscale, af
         ``(idx, t1, t2, s1)`` from :func:`raster`.
     level, tex_amp, thick : ndarray (N,) float64
         Per-nucleus signal level (0 = not expressed), texture strength, cytoplasm thickness.
+    spots : ndarray (N, MAX_SPOTS, 4) float64
+        Nucleoli and chromocentres (``features.nucleus_spots``), applied to the DNA channel only.
     y0, x0 : int
         Window origin.
     keys : ndarray (3,) uint64
@@ -181,8 +184,9 @@ def shade(kind, geom, level, tex_amp, thick, y0, x0, keys, tex_scale, tscale, af
             i = idx[yy, xx]
             if i >= 0 and (kind == DNA or level[i] > 0.0):
                 tex = _texture(keys[0], y, x, tex_scale)
-                v += _signal(kind, i, np.float64(t1[yy, xx]), np.float64(t2[yy, xx]),
-                             np.float64(s1[yy, xx]), level, tex_amp, thick, tex)
+                sig = _signal(kind, i, np.float64(t1[yy, xx]), np.float64(t2[yy, xx]),
+                              np.float64(s1[yy, xx]), level, tex_amp, thick, tex)
+                v += sig * spot_factor(spots, i, y, x) if kind == DNA and sig > 0.0 else sig
             out[yy, xx] = v
     return out
 

@@ -1,0 +1,229 @@
+"""Estimate the median object diameter of an image with the segmentation network itself.
+
+The network is trained to see objects at ``diam_mean`` pixels. Segment a bounded window of the image at a
+geometric ladder of assumed diameters ``D`` and measure the median diameter ``d`` of the masks found at each.
+When ``D`` is too large the objects look small and are still found whole (``d`` ≈ the true size, ``d < D``);
+when ``D`` is too small they look large and are found whole or split (``d ≥ D`` or erratic). The answer is
+the consistent scale where ``d(D) = D``: the largest ladder step with ``d / D ≥ 1``, interpolated (in log
+space) with the step above it, where ``d / D < 1``.
+
+The ladder is searched from its middle: up while the steps are consistent, else down until one is, so a
+typical image costs two to four steps. Each step segments a window of about ``window`` × ``window`` *rescaled*
+pixels (four network tiles at the default size), centred on the image unless the signal is elsewhere.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+from .dynamics.edges import remove_edge_masks
+
+
+__all__ = ["DEFAULT_LADDER", "SizeCandidate", "SizeEstimate", "estimate_diameter", "estimate_prepared"]
+
+logger = logging.getLogger(__name__)
+
+#: Assumed diameters (pixels): 8 to 64, ratio sqrt(2).
+DEFAULT_LADDER: Tuple[float, ...] = tuple(8.0 * math.sqrt(2.0) ** k for k in range(7))
+#: Fewest masks for a ladder step to count as evidence.
+MIN_MASKS = 5
+
+
+@dataclass(frozen=True)
+class SizeCandidate:
+    """One ladder step: the assumed diameter, and the median diameter and number of the masks found."""
+
+    assumed: float
+    measured: float
+    count: int
+
+    @property
+    def ratio(self) -> float:
+        """``measured / assumed`` (0 with too few masks to tell)."""
+        return self.measured / self.assumed if self.count >= MIN_MASKS else 0.0
+
+
+@dataclass(frozen=True)
+class SizeEstimate:
+    """The estimated median object diameter (``None``: no objects found) and the evidence behind it.
+
+    Attributes
+    ----------
+    diameter : float or None
+        Median object diameter in image pixels.
+    candidates : tuple of SizeCandidate
+        The ladder steps evaluated, largest assumed diameter first.
+    window : (int, int, int, int)
+        ``(y0, y1, x0, x1)`` of the widest window segmented.
+    seconds : float
+        Wall time of the estimate.
+    """
+
+    diameter: Optional[float]
+    candidates: Tuple[SizeCandidate, ...] = ()
+    window: Tuple[int, int, int, int] = (0, 0, 0, 0)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        """A JSON-ready summary (for ``profile.json``)."""
+        return {"diameter": None if self.diameter is None else round(float(self.diameter), 3),
+                "candidates": [{"assumed": round(c.assumed, 3), "measured": round(c.measured, 3),
+                                "count": c.count} for c in self.candidates],
+                "window": list(self.window), "seconds": round(self.seconds, 3)}
+
+
+def estimate_diameter(model, img, *, channels: Optional[Sequence[int]] = None, channel_axis=None,
+                      options=None, ladder: Sequence[float] = DEFAULT_LADDER, window: int = 320) -> SizeEstimate:
+    """Estimate the median object diameter of ``img`` (pixels) with ``model``.
+
+    Parameters
+    ----------
+    model : CellposeModel
+    img : ndarray
+        The image, as for ``model.eval``.
+    channels, channel_axis
+        As for ``eval`` (override ``options``).
+    options : EvalOptions, optional
+        Normalisation, tiling and dynamics (``diameter`` is ignored).
+    ladder : sequence of float
+        Assumed diameters to try, increasing.
+    window : int
+        Edge of the segmented window in rescaled pixels.
+
+    Returns
+    -------
+    SizeEstimate
+    """
+    from .config import EvalOptions
+
+    options = options or EvalOptions()
+    if channels is not None or channel_axis is not None:
+        options = replace(options, channels=tuple(channels) if channels is not None else options.channels,
+                          channel_axis=channel_axis)
+    return estimate_prepared(model, model.prepare(img, options), options=options, ladder=ladder, window=window)
+
+
+def estimate_prepared(model, img: np.ndarray, *, options, variant=None, ladder: Sequence[float] = DEFAULT_LADDER,
+                      window: int = 320) -> SizeEstimate:
+    """``estimate_diameter`` of an image already converted and normalised (``model.prepare``), (Ly, Lx, 2)."""
+    t0 = time.perf_counter()
+    if not np.any(img):
+        return SizeEstimate(None, seconds=time.perf_counter() - t0)
+    ladder = sorted(float(d) for d in ladder)
+    centre = _signal_centre(img[..., 0], _side(model, ladder[len(ladder) // 2], window, img.shape))
+    measure = _Measure(model, img, centre, options=options, variant=variant, window=window)
+    candidates = _search(ladder, measure)
+    box = measure.widest
+    diameter = _consistent_diameter(candidates)
+    return SizeEstimate(diameter, tuple(candidates), box, time.perf_counter() - t0)
+
+
+class _Measure:
+    """Segment the window around ``centre`` at an assumed diameter; remembers the widest window used."""
+
+    def __init__(self, model, img, centre, *, options, variant, window):
+        self.model, self.img, self.centre = model, img, centre
+        self.options, self.variant, self.window = options, variant, window
+        self.widest = (0, 0, 0, 0)
+
+    def __call__(self, assumed: float) -> SizeCandidate:
+        crop, box = _crop(self.img, self.centre, _side(self.model, assumed, self.window, self.img.shape))
+        if _area(box) > _area(self.widest):
+            self.widest = box
+        return _measure(self.model, crop, assumed, options=self.options, variant=self.variant)
+
+
+def _area(box) -> int:
+    return (box[1] - box[0]) * (box[3] - box[2])
+
+
+def _search(ladder: Sequence[float], measure) -> list:
+    """Candidates from the middle of the ladder towards the consistent step, sorted largest assumed first.
+
+    Consistent (``ratio >= 1``) at the start: go up until a step is not; else go down until one is.
+    """
+    k = len(ladder) // 2
+    first = measure(ladder[k])
+    found = {k: first}
+    step = 1 if first.ratio >= 1.0 else -1
+    while 0 <= k + step < len(ladder):
+        k += step
+        found[k] = measure(ladder[k])
+        if (found[k].ratio >= 1.0) != (step > 0):
+            break
+    return [found[i] for i in sorted(found, reverse=True)]
+
+
+def _side(model, assumed: float, window: int, shape) -> Tuple[int, int]:
+    """Window edge in image pixels that is ``window`` pixels once rescaled for ``assumed``."""
+    side = int(math.ceil(window * assumed / float(model.diam_mean)))
+    return min(side, shape[0]), min(side, shape[1])
+
+
+def _signal_centre(channel: np.ndarray, side: Tuple[int, int]) -> Tuple[int, int]:
+    """Centre of the window to segment: the image centre, unless a window elsewhere has over twice its signal.
+
+    Signal is the fraction of pixels above 0.25 (normalised), summed over windows on a grid of quarter steps.
+    Preferring the centre avoids picking the windows of the largest (brightest, most covering) objects.
+    """
+    integral = np.pad((channel > 0.25).astype(np.float64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    (Ly, Lx), (sy, sx) = channel.shape, side
+
+    def signal(y0, x0):
+        return integral[y0 + sy, x0 + sx] - integral[y0, x0 + sx] - integral[y0 + sy, x0] + integral[y0, x0]
+
+    ys = np.arange(0, Ly - sy + 1, max(1, sy // 4))[:, None]
+    xs = np.arange(0, Lx - sx + 1, max(1, sx // 4))[None, :]
+    sums = signal(ys, xs)
+    iy, ix = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    if signal((Ly - sy) // 2, (Lx - sx) // 2) * 2.0 >= sums[iy, ix]:
+        return Ly // 2, Lx // 2
+    return int(ys[iy, 0] + sy // 2), int(xs[0, ix] + sx // 2)
+
+
+def _crop(img: np.ndarray, centre, side):
+    """The ``side`` window around ``centre``, shifted to lie inside the image; returns it and its box."""
+    y0 = min(max(0, centre[0] - side[0] // 2), img.shape[0] - side[0])
+    x0 = min(max(0, centre[1] - side[1] // 2), img.shape[1] - side[1])
+    return img[y0:y0 + side[0], x0:x0 + side[1]], (y0, y0 + side[0], x0, x0 + side[1])
+
+
+def _measure(model, crop: np.ndarray, assumed: float, *, options, variant) -> SizeCandidate:
+    """Segment ``crop`` assuming objects of ``assumed`` pixels; median diameter (image pixels) of the masks."""
+    scale = float(model.diam_mean) / assumed
+    masks = model.masks_at_scale(crop, scale=scale, options=options, variant=variant)
+    inner = remove_edge_masks(masks)      # objects cut by the window edge would pull the median down
+    if int(inner.max(initial=0)) >= MIN_MASKS:
+        masks = inner
+    areas = np.bincount(masks.ravel().astype(np.int64))[1:]
+    areas = areas[areas > 0]
+    if areas.size == 0:
+        return SizeCandidate(assumed, 0.0, 0)
+    measured = float(np.median(np.sqrt(areas)) * 2.0 / math.sqrt(math.pi)) / scale
+    return SizeCandidate(assumed, measured, int(areas.size))
+
+
+def _consistent_diameter(candidates: Sequence[SizeCandidate]) -> Optional[float]:
+    """The diameter where measured = assumed, from candidates ordered from the largest assumed diameter down.
+
+    Log-interpolated between the largest consistent step (``ratio >= 1``) and the step above it; the measure
+    of the step closest to consistency when none is; ``None`` when no step found enough masks.
+    """
+    found = [c for c in candidates if c.count >= MIN_MASKS]
+    if not found:
+        return None
+    consistent = [i for i, c in enumerate(candidates) if c.ratio >= 1.0]
+    if not consistent:
+        return max(found, key=lambda c: c.ratio).measured
+    i = consistent[0]
+    low = candidates[i]
+    if i == 0 or candidates[i - 1].count < MIN_MASKS:
+        return low.measured            # larger than the ladder, or nothing found just above: measure here
+    upper = candidates[i - 1]
+    t = math.log(low.ratio) / (math.log(low.ratio) - math.log(upper.ratio))
+    return low.assumed * (upper.assumed / low.assumed) ** t
