@@ -11,6 +11,8 @@ AP of blockwise against whole-image. Environment variables select larger runs:
 * ``CPTB_BENCH_STRIP=ROWS``: instead of the whole file, a full-width strip of ROWS rows (through the API on a
   dask array), with the whole-slide time projected as ``strip time x rows / ROWS``;
 * ``CPTB_BENCH_WORKERS`` (default 2) and ``CPTB_BENCH_BLOCK`` (default: from the diameter);
+* ``CPTB_BENCH_DIAMETER``: ``--diameter`` of both file runs (default: the bundled model's own, so that neither
+  run spends time estimating it and both segment at the same scale);
 * ``CPTB_BENCH_PRESET`` (``exact``/``fast``) and ``CPTB_BENCH_DYNAMICS`` (``exact``/``fast``), strip runs only.
 
 The hardware line (CPU model and flags, cores, versions, load) is printed with the numbers. Nothing about time or memory is asserted.
@@ -79,14 +81,23 @@ def run_tree(args, *, cwd=None) -> dict:
     return {"wall_s": time.perf_counter() - t0, "peak_tree_mb": peak / 1e6, "stdout": out.decode()}
 
 
+def _diameter() -> str:
+    """``--diameter`` of both runs: ``CPTB_BENCH_DIAMETER``, else the bundled model's own (no estimate, so both
+    runs segment at the same scale)."""
+    from cellpose.models import CellposeModel
+
+    return os.environ.get("CPTB_BENCH_DIAMETER") or repr(CellposeModel(pretrained_model="cptb_nuclei").diam_labels)
+
+
 def _blockwise_args(img: Path, workers: int, block: str) -> list:
     args = ["-m", "cellpose", "--image_path", str(img), "--chan", "1", "--blockwise", "--workers", str(workers),
-            "--profile"]
+            "--profile", "--diameter", _diameter()]
     return args + (["--block_size", block] if block != "0" else [])
 
 
 def _whole_args(img: Path) -> list:
-    return ["-m", "cellpose", "--image_path", str(img), "--chan", "1", "--save_tif", "--no_npy", "--no_blockwise"]
+    return ["-m", "cellpose", "--image_path", str(img), "--chan", "1", "--save_tif", "--no_npy", "--no_blockwise",
+            "--diameter", _diameter()]
 
 
 def _report(name: str, res: dict) -> None:

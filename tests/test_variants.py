@@ -97,10 +97,12 @@ def exact(model, nuclei):
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
-def test_cli_runs_variant_and_records_it(name, tmp_path, nuclei, exact, capsys):
+def test_cli_runs_variant_and_records_it(name, tmp_path, model, nuclei, exact, capsys):
     _needs(name)
     tifffile.imwrite(tmp_path / "img.tif", nuclei)
-    rc = main(["--dir", str(tmp_path), "--save_tif", "--no_npy", "--profile", *VARIANTS[name][0]])
+    # the model's own diameter, as ``exact`` (eval's default); the CLI default would estimate it
+    rc = main(["--dir", str(tmp_path), "--save_tif", "--no_npy", "--profile", "--diameter", repr(model.diam_labels),
+               *VARIANTS[name][0]])
     capsys.readouterr()
     assert rc == 0
     doc = json.loads((tmp_path / "profile.json").read_text())
