@@ -199,7 +199,8 @@ def fig_background(out):
     field[lab > 0] = 0
     cy, cx = np.unravel_index(int(np.argmax(field[64:-64, 64:-64])), (896, 896))
     junk = crop_at(scene, cy + 64, cx + 64, 64)
-    save([panel(to8(edge, 180, 900), "tissue edge (180-900)"), panel(to8(junk, 180, 1500), "debris, centre (180-1500)")],
+    save([panel(to8(edge, 180, 900), "tissue edge (180-900)"),
+          panel(to8(junk, 180, 1500), "debris, centre (180-1500)")],
          out / "data_background.png")
 
 

@@ -80,7 +80,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--extra", action="store_true", help="add the crowded-small and large-nuclei images")
     p.add_argument("--n_extra", type=int, default=8, help="how many of each extra kind (with --extra)")
-    p.add_argument("--augment", choices=("basic", "heavy"), default="basic", help="crop augmentation (TrainOptions.augment)")
+    p.add_argument("--augment", choices=("basic", "heavy"), default="basic",
+                   help="crop augmentation (TrainOptions.augment)")
     p.add_argument("--kinds", type=int, default=0, help="images per kind of cellpose.data.sets (0: original recipe)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -91,7 +92,8 @@ def main() -> None:
     result = train_network(images, labels, options=options, net=load_pretrained(args.init) if args.init else None)
     out = save_trained(result, args.out, fp16=True)
     log = {"n_iter": args.n_iter, "init": args.init, "learning_rate": args.learning_rate, "seed": args.seed,
-           "extra": args.extra, "n_extra": args.n_extra, "augment": args.augment, "kinds": args.kinds, "train_seconds": result.seconds, "total_seconds": time.perf_counter() - t0,
+           "extra": args.extra, "n_extra": args.n_extra, "augment": args.augment, "kinds": args.kinds,
+           "train_seconds": result.seconds, "total_seconds": time.perf_counter() - t0,
            "diam_labels": result.diam_labels, "loss_first10": float(np.mean(result.losses[:10])),
            "loss_last20": float(np.mean(result.losses[-20:]))}
     with open(str(out) + ".train.json", "a") as fh:
