@@ -79,12 +79,15 @@ def average_precision(true: np.ndarray, pred: np.ndarray, thresholds: Sequence[f
 
 
 def read_labels(path) -> np.ndarray:
-    """Label image from a TIFF file or from the ``masks`` of a ``_seg.npy`` file → (Ly, Lx) integer."""
-    path = str(path)
-    if path.endswith(".npy"):
+    """Label image from an image file (``io.tiff.imread``) or from the ``masks`` of a ``_seg.npy`` file.
+
+    Raises ``io.tiff.ImageReadError`` (an ``OSError``) for a missing or unreadable image file.
+    """
+    if str(path).endswith("_seg.npy"):
         return np.asarray(np.load(path, allow_pickle=True).item()["masks"])
-    import tifffile
-    return np.asarray(tifffile.imread(path))
+    from .io import tiff as io_tiff
+
+    return np.asarray(io_tiff.imread(path))
 
 
 def format_scores(scores: dict, thresholds: Sequence[float]) -> str:

@@ -235,6 +235,19 @@ class CellposeModel:
 
         ``variant`` is a dict of network-variant keywords (see ``resolve_variant``); default: the model's.
         """
+        return self.eval_resolved(x, options=options, rescale=rescale, variant=variant)[0]
+
+    def eval_resolved(self, x, *, options: EvalOptions, rescale: Optional[float] = None,
+                      variant: Optional[dict] = None):
+        """``eval_options`` that also returns the options it used: ``diameter=0`` replaced by the estimate.
+
+        Returns
+        -------
+        result : tuple
+            ``(masks, flows, styles)`` as ``eval``.
+        options : EvalOptions
+            ``options`` with the diameter actually used (``None``: the model's own).
+        """
         _check_options(options)
         requested, resolved = self.resolve_variant(**(variant or {}))
         annotate("network_variant", _variants.describe(requested, resolved))
@@ -244,7 +257,7 @@ class CellposeModel:
                 options, _ = self.resolve_diameter(img, options, variant=resolved, prepared=True)
             shape = img.shape[:2]
             if not np.any(img):
-                return _empty_result(shape, x)
+                return _empty_result(shape, x), options
             s.add(pixels=int(shape[0]) * int(shape[1]))
             scale = self.rescale_for(options.diameter, rescale)
             y, style = self._network(img, scale=scale, options=options, variant=resolved)
@@ -255,7 +268,7 @@ class CellposeModel:
             s.add(cells=int(masks.max()) if masks.size else 0)
             with stage("flows_rgb"):
                 rgb = flows_to_rgb(y[:2])
-        return masks, [rgb, y[:2], y[2]], style
+        return (masks, [rgb, y[:2], y[2]], style), options
 
     def prepare(self, x, options: EvalOptions) -> np.ndarray:
         """The (Ly, Lx, 2) float32 network input of ``x``: channels converted, then normalised."""

@@ -187,8 +187,7 @@ def segment_file(model, path: Path, *, request: RunRequest, report=None):
     if report is not None:
         report.set_shape(img.shape)
     try:
-        options, _ = model.resolve_diameter(img, options)
-        masks, flows, _ = model.eval_options(img, options=options)
+        (masks, flows, _), options = model.eval_resolved(img, options=options)
     except ValueError as err:
         raise CLIError(f"{path}: {err}") from err
     del img

@@ -22,6 +22,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from .dynamics.edges import remove_edge_masks
+from .train import diameter_of
 
 
 __all__ = ["DEFAULT_LADDER", "SizeCandidate", "SizeEstimate", "estimate_diameter", "estimate_prepared"]
@@ -200,12 +201,8 @@ def _measure(model, crop: np.ndarray, assumed: float, *, options, variant) -> Si
     inner = remove_edge_masks(masks)      # objects cut by the window edge would pull the median down
     if int(inner.max(initial=0)) >= MIN_MASKS:
         masks = inner
-    areas = np.bincount(masks.ravel().astype(np.int64))[1:]
-    areas = areas[areas > 0]
-    if areas.size == 0:
-        return SizeCandidate(assumed, 0.0, 0)
-    measured = float(np.median(np.sqrt(areas)) * 2.0 / math.sqrt(math.pi)) / scale
-    return SizeCandidate(assumed, measured, int(areas.size))
+    count = int(masks.max(initial=0))           # labels are consecutive (eval's masks, remove_edge_masks)
+    return SizeCandidate(assumed, diameter_of(masks) / scale, count)
 
 
 def _consistent_diameter(candidates: Sequence[SizeCandidate]) -> Optional[float]:

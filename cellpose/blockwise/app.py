@@ -90,11 +90,11 @@ def segment_path(model, path: Path, *, options: EvalOptions, blockwise: Blockwis
 
 
 def _profile_section(result, blockwise: BlockwiseOptions, client) -> dict:
-    if client is not None and not getattr(client, "started", True):
+    from .cluster import LazyClient, worker_threads
+
+    if isinstance(client, LazyClient) and not client.started:
         client = None          # a lazy cluster that one block did not need: the run was in this process
     workers = max(1, blockwise.workers) if client is not None else 1
-    from .cluster import worker_threads
-
     est = estimate(result.plan, workers=workers, threads=worker_threads(workers))
     measured = max((s["peak_rss_mb"] for s in result.blocks), default=float("nan"))
     if client is None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from ..inference.window import plan_window
 from .blocks import BlockPlan
-from .worker import _network_target
+from .worker import network_target
 
 __all__ = ["Estimate", "estimate", "WORKER_BASE_MB", "ACTIVATION_MB_PER_TILE", "BYTES_PER_REGION_PX",
            "DRIVER_BASE_MB", "NETWORK_S_PER_MPX", "DYNAMICS_S_PER_MPX"]
@@ -74,7 +74,7 @@ def _largest_region(plan: BlockPlan) -> int:
 
 def _network_pixels(plan: BlockPlan, k: int) -> int:
     """Tile pixels the network runs for block ``k``."""
-    wplan = plan_window(plan.scaled, _network_target(plan, plan.grid.region(k)), tiling=plan.tiling)
+    wplan = plan_window(plan.scaled, network_target(plan, plan.grid.region(k)), tiling=plan.tiling)
     ly, lx = wplan.grid.tile
     return len(wplan.tiles) * ly * lx
 

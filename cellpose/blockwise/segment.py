@@ -153,8 +153,11 @@ def _run_blocks(todo, *, model, plane, plan, work: WorkFolder, client, progress:
 
     ``client`` None, or a ``LazyClient`` with at most one block to do: here, with the loaded model.
     """
-    if type(client).__name__ == "LazyClient":
-        client = client.get() if len(todo) > 1 else None
+    if client is not None:
+        from .cluster import LazyClient
+
+        if isinstance(client, LazyClient):
+            client = client.get() if len(todo) > 1 else None
     if client is None:
         from .worker import segment_block
 

@@ -51,7 +51,7 @@ class BlockResult:
     stats: dict = field(default_factory=dict)
 
 
-def _network_target(plan: BlockPlan, region: Box) -> Box:
+def network_target(plan: BlockPlan, region: Box) -> Box:
     """Network output pixels (scaled image) that the flows over an image region are resized from."""
     if not plan.rescaled:
         return region
@@ -97,7 +97,7 @@ def _network_input(plane, plan: BlockPlan, wplan) -> np.ndarray:
 
 def _flows(model, plane, plan: BlockPlan, region: Box):
     """(dP (2, h, w), cellprob (h, w)) over ``region``, or None when the block's input is empty."""
-    target = _network_target(plan, region)
+    target = network_target(plan, region)
     wplan = plan_window(plan.scaled, target, tiling=plan.tiling)
     img = _network_input(plane, plan, wplan)
     if img is None:

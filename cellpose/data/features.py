@@ -24,7 +24,7 @@ import numpy as np
 from .cells import COL_B, COL_CONDENSED, COL_CX, COL_CY, COL_DIVIDING
 from .noise import hash2, unit, value_noise
 
-__all__ = ["MAX_SPOTS", "nucleus_spots", "spot_factor", "debris", "focus_mix"]
+__all__ = ["MAX_SPOTS", "nucleus_spots", "spot_factor", "span", "debris", "focus_mix"]
 
 #: Spots per nucleus (nucleoli first, then chromocentres); rows of unused spots have amplitude 0.
 MAX_SPOTS = 5
@@ -104,14 +104,19 @@ def spot_factor(S, i, y, x):
 
 
 @numba.njit(cache=True)
+def span(c, r, origin, n):
+    """Window indices ``[a, b)`` of the pixels with absolute coordinate in ``[c − r, c + r]``, clipped to a
+    window of ``n`` pixels starting at ``origin``."""
+    return max(0, np.int64(math.ceil(c - r)) - origin), min(n, np.int64(math.floor(c + r)) - origin + 1)
+
+
+@numba.njit(cache=True)
 def _splat(out, y0, x0, cy, cx, radius, amp):
     """Add the bump ``amp (1 − r²/R²)²`` centred at absolute (cy, cx) to the window ``out``."""
     h, w = out.shape
     inv = 1.0 / (radius * radius)
-    ya = max(0, np.int64(math.ceil(cy - radius)) - y0)
-    yb = min(h, np.int64(math.floor(cy + radius)) - y0 + 1)
-    xa = max(0, np.int64(math.ceil(cx - radius)) - x0)
-    xb = min(w, np.int64(math.floor(cx + radius)) - x0 + 1)
+    ya, yb = span(cy, radius, y0, h)
+    xa, xb = span(cx, radius, x0, w)
     for yy in range(ya, yb):
         dy = (y0 + yy) - cy
         for xx in range(xa, xb):

@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from .cells import COL_A, COL_B, COL_COS, COL_CX, COL_CY, COL_H, COL_REACH, COL_SIN, COL_THICK
-from .features import spot_factor
+from .features import span, spot_factor
 from .noise import tissue_density, value_noise
 from .presets import CYTOPLASM, DNA, MEMBRANE
 
@@ -61,10 +61,8 @@ def _visit(P, i, y0, x0, idx, t1, t2, s1):
     cx = P[i, COL_CX]
     r = P[i, COL_REACH]
     thick = P[i, COL_THICK]
-    ya = max(0, np.int64(math.ceil(cy - r)) - y0)
-    yb = min(h, np.int64(math.floor(cy + r)) - y0 + 1)
-    xa = max(0, np.int64(math.ceil(cx - r)) - x0)
-    xb = min(w, np.int64(math.floor(cx + r)) - x0 + 1)
+    ya, yb = span(cy, r, y0, h)
+    xa, xb = span(cx, r, x0, w)
     for yy in range(ya, yb):
         dy = (y0 + yy) - cy
         for xx in range(xa, xb):
