@@ -25,7 +25,7 @@ from .inference.run_net import run_tiled
 from .net.weights import diam_mean_for, is_builtin_name, load_weights, resolve_model
 from .preprocess.channels import convert_image
 from .preprocess.normalize import normalize_image
-from .preprocess.resize import resize_image, resize_masks
+from .preprocess.resize import resize_image
 from .profiling import annotate, stage
 from .sizing import estimate_prepared
 
