@@ -21,6 +21,9 @@ Usage::
 
     .venv/bin/python benchmarks/bench_upstream.py --size 3138 2509 --out results.json
     pytest benchmarks/bench_upstream.py                 # 768 x 768; CPTB_BENCH_SIZE="3138,2509" overrides
+    # the bundled model on both sides, our fastest settings against upstream's default path:
+    .venv/bin/python benchmarks/bench_upstream.py --weights cellpose/models/cptb_nuclei --diameter 19.49 \
+        --flow-threshold 0.4 --cellprob-threshold 0 --ours-args "--preset fast --dynamics fast"
 
 With random weights the masks mean nothing, and the defaults reflect that. The random network's cell
 probability is nearly flat (median -0.371, 1st-99th percentile -0.41 to -0.356 on the 512 x 512 image), so
@@ -312,32 +315,34 @@ def run_child(cmd: list, cwd: Path, env: dict, log: Path) -> dict:
             "peak_rss_bytes": usage.ru_maxrss * 1024, "log": str(log)}
 
 
-def cli_args(img: Path, weights: Path, outdir: Path, thresholds) -> list:
+def cli_args(img: Path, weights: Path, outdir: Path, thresholds, diameter: float = DIAMETER) -> list:
     """The CLI arguments shared by both sides; ``thresholds`` is ``(flow_threshold, cellprob_threshold)``."""
-    return ["--image_path", str(img), "--chan", "0", "--diameter", f"{DIAMETER:g}", "--pretrained_model",
+    return ["--image_path", str(img), "--chan", "0", "--diameter", f"{diameter:g}", "--pretrained_model",
             str(weights), "--save_tif", "--flow_threshold", f"{thresholds[0]:g}",
             "--cellprob_threshold", f"{thresholds[1]:g}", "--savedir", str(outdir)]
 
 
-def run_ours(img, weights, workdir: Path, env, thresholds) -> dict:
-    """Our CLI with ``--profile``; returns the process measurements and the parsed ``profile.json``."""
+def run_ours(img, weights, workdir: Path, env, thresholds, diameter: float = DIAMETER, extra=()) -> dict:
+    """Our CLI with ``--profile`` (and ``extra`` arguments, e.g. a variant); returns the process measurements
+    and the parsed ``profile.json``."""
     outdir = workdir / "ours"
     outdir.mkdir(parents=True, exist_ok=True)
     cmd = [str(ROOT / ".venv" / "bin" / "python"), "-m", "cellpose",
-           *cli_args(img, weights, outdir, thresholds), "--profile"]
+           *cli_args(img, weights, outdir, thresholds, diameter), "--profile", *extra]
     proc = run_child(cmd, ROOT, env, workdir / "ours.log")
     proc["profile"] = json.loads((outdir / "profile.json").read_text())
     proc["masks_path"] = str(_masks_file(outdir))
     return proc
 
 
-def run_upstream(img, weights, workdir: Path, env, thresholds, reference_python: Path) -> dict:
+def run_upstream(img, weights, workdir: Path, env, thresholds, reference_python: Path,
+                 diameter: float = DIAMETER) -> dict:
     """Upstream's CLI under the driver (cwd outside the repo, ``-I``); returns the process and call records."""
     outdir = workdir / "upstream"
     outdir.mkdir(parents=True, exist_ok=True)
     records = workdir / "upstream_calls.json"
     cmd = [str(reference_python), "-I", str(Path(__file__).resolve()), "--driver", str(records), "--",
-           *cli_args(img, weights, outdir, thresholds)]
+           *cli_args(img, weights, outdir, thresholds, diameter)]
     proc = run_child(cmd, outdir, env, workdir / "upstream.log")
     proc["driver"] = json.loads(records.read_text())
     proc["masks_path"] = str(_masks_file(outdir))
@@ -507,7 +512,8 @@ def report_text(result: dict) -> str:
 # --------------------------------------------------------------------------------------------------------------
 
 def run_benchmark(size, workdir: Path, *, threads: int = 2, flow_threshold: float = 0.0,
-                  cellprob_threshold: float = -0.37, reference_python: Path = REFERENCE_PYTHON) -> dict:
+                  cellprob_threshold: float = -0.37, reference_python: Path = REFERENCE_PYTHON,
+                  weights: Path = None, diameter: float = DIAMETER, ours_args=()) -> dict:
     """Make the image and weights, run ours then upstream, and compare.
 
     Parameters
@@ -525,6 +531,14 @@ def run_benchmark(size, workdir: Path, *, threads: int = 2, flow_threshold: floa
         ``--cellprob_threshold`` of both CLIs.
     reference_python : Path
         The upstream interpreter.
+    weights : Path, optional
+        A CPnet weight file both sides load (e.g. the bundled ``cellpose/models/cptb_nuclei``); default a
+        random CPnet with ``diam_mean`` 17.
+    diameter : float
+        ``--diameter`` of both CLIs.
+    ours_args : sequence of str
+        Extra arguments for our CLI only (``--preset fast --dynamics fast`` times our fastest settings
+        against upstream's default path).
 
     Returns
     -------
@@ -533,16 +547,17 @@ def run_benchmark(size, workdir: Path, *, threads: int = 2, flow_threshold: floa
     """
     workdir = Path(workdir)
     img = make_image(size, workdir / "image")
-    weights = make_weights(workdir / "random_cpnet_d17")
+    weights = Path(weights).resolve() if weights else make_weights(workdir / "random_cpnet_d17")
     env = child_env(threads)
     thresholds = (flow_threshold, cellprob_threshold)
-    ours = run_ours(img, weights, workdir, env, thresholds)
-    upstream = run_upstream(img, weights, workdir, env, thresholds, reference_python)
+    ours = run_ours(img, weights, workdir, env, thresholds, diameter, tuple(ours_args))
+    upstream = run_upstream(img, weights, workdir, env, thresholds, reference_python, diameter)
     pixels = int(size[0]) * int(size[1])
     image = ours["profile"]["images"][0]
     return {
         "size": list(size), "pixels": pixels, "image": str(img), "weights": str(weights),
-        "flow_threshold": flow_threshold, "cellprob_threshold": cellprob_threshold,
+        "flow_threshold": flow_threshold, "cellprob_threshold": cellprob_threshold, "diameter": diameter,
+        "ours_args": list(ours_args),
         "stage_map": {k: {"ours": v[0], "upstream": v[1]} for k, v in STAGES.items()},
         "threads": {"env": {k: env[k] for k in THREAD_VARS},
                     "torch_ours": (ours["profile"]["environment"].get("torch") or {}).get("num_threads"),
@@ -562,6 +577,9 @@ def _parse(argv):
     p.add_argument("--flow-threshold", type=float, default=0.0, help="0 (default) switches the flow QC off")
     p.add_argument("--cellprob-threshold", type=float, default=-0.37)
     p.add_argument("--reference-python", type=Path, default=REFERENCE_PYTHON)
+    p.add_argument("--weights", type=Path, help="weight file for both sides (default: a random CPnet)")
+    p.add_argument("--diameter", type=float, default=DIAMETER, help="--diameter of both CLIs")
+    p.add_argument("--ours-args", default="", help="extra arguments for our CLI only, e.g. '--preset fast'")
     return p.parse_args(argv)
 
 
@@ -571,7 +589,8 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="cptb_bench_upstream_") as tmp:
         result = run_benchmark(args.size, args.workdir or Path(tmp), threads=args.threads,
                                flow_threshold=args.flow_threshold, cellprob_threshold=args.cellprob_threshold,
-                               reference_python=args.reference_python)
+                               reference_python=args.reference_python, weights=args.weights,
+                               diameter=args.diameter, ours_args=args.ours_args.split())
     print(report_text(result))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))

@@ -101,7 +101,7 @@ def test_level0_round_trip_and_array_format(store, labels):
 def test_pyramid_levels_are_strided_downsamples(store, labels):
     for k in range(N_LEVELS):
         level = ngff.open_label_level(store, k)
-        assert level.chunks == CHUNK and level.dtype == np.uint32
+        assert level.chunks == tuple(min(c, s) for c, s in zip(CHUNK, level.shape)) and level.dtype == np.uint32
         np.testing.assert_array_equal(level[:], labels[::2 ** k, ::2 ** k])
     with pytest.raises(Exception):
         ngff.open_label_level(store, N_LEVELS)
@@ -218,11 +218,23 @@ def test_pyramid_ome_tiff_is_byte_identical_and_leaves_no_temporary(tmp_path, za
 
 def test_pyramid_ome_tiff_streams_one_tile_row(tmp_path, labels):
     levels = [_RecordingArray(labels[::2 ** k, ::2 ** k], chunks=CHUNK) for k in range(3)]
-    pyramid.write_pyramid_ome_tiff(levels, tmp_path / "r.ome.tif", tile=(64, 64))
+    pyramid.write_pyramid_ome_tiff(levels, tmp_path / "r.ome.tif", tile=(64, 64), max_strip_bytes=0)
     for level in levels:
         assert max(rows for rows, _ in level.reads) <= 64 and max(cols for _, cols in level.reads) <= CHUNK[1]
         assert sum(rows * cols for rows, cols in level.reads) == level.data.size  # each pixel read once
     np.testing.assert_array_equal(pyramid.read_pyramid_ome_tiff(tmp_path / "r.ome.tif")[2], labels[::4, ::4])
+
+
+def test_pyramid_ome_tiff_reads_each_chunk_once_when_a_chunk_row_fits(tmp_path, labels):
+    levels = [_RecordingArray(labels[::2 ** k, ::2 ** k], chunks=CHUNK) for k in range(3)]
+    pyramid.write_pyramid_ome_tiff(levels, tmp_path / "c.ome.tif", tile=(64, 64))
+    for level in levels:
+        n_chunks = -(-level.data.shape[0] // CHUNK[0]) * -(-level.data.shape[1] // CHUNK[1])
+        assert len(level.reads) == n_chunks  # one read per chunk, not one per tile row it spans
+        assert sum(rows * cols for rows, cols in level.reads) == level.data.size
+    pyramid.write_pyramid_ome_tiff([_RecordingArray(lev.data, chunks=CHUNK) for lev in levels],
+                                   tmp_path / "r.ome.tif", tile=(64, 64), max_strip_bytes=0)
+    assert (tmp_path / "c.ome.tif").read_bytes() == (tmp_path / "r.ome.tif").read_bytes()
 
 
 def test_failed_tiff_write_leaves_nothing_and_keeps_old_file(tmp_path, labels):

@@ -7,7 +7,7 @@ On-disk layout of a store at ``<path>`` for the label image ``<name>`` (default 
     <path>/labels/<name>/.zattrs       {"multiscales": [...], "image-label": {"version": "0.4"}}
     <path>/labels/<name>/0/.zarray     level 0: (Y, X) uint32, zlib, fill 0, "/" chunk keys
     <path>/labels/<name>/0/<i>/<j>     chunk (i, j); chunks that are all background are not stored
-    <path>/labels/<name>/1/ ...        level k = level k-1 [::2, ::2], same chunk shape
+    <path>/labels/<name>/1/ ...        level k = level k-1 [::2, ::2], same chunk shape (clipped to the level)
 
 Level 0 is filled by the caller (``create_label_store`` returns it); ``build_pyramid`` then adds the
 reduced levels and writes the ``multiscales`` metadata that lists them. Nothing in the store depends on
@@ -86,10 +86,16 @@ def _multiscales(name: str, n_levels: int, scale0: Sequence[float], unit: Option
 
 
 def _create_level(group, level: int, *, shape: Sequence[int], chunk: Sequence[int]):
-    """Create (or replace) array ``str(level)`` of ``group``: uint32, zlib, fill 0, "/" keys."""
+    """Create (or replace) array ``str(level)`` of ``group``: uint32, zlib, fill 0, "/" keys.
+
+    The chunk is clipped to the shape: a level smaller than one chunk is one chunk of its own size, so no
+    padding is encoded, decoded or stored (chunk-aligned writes stay chunk-aligned).
+    """
     import numcodecs
 
-    return group.create_array(str(level), shape=tuple(int(s) for s in shape), chunks=tuple(int(c) for c in chunk),
+    shape = tuple(int(s) for s in shape)
+    chunks = tuple(max(1, min(int(c), s)) for c, s in zip(chunk, shape))
+    return group.create_array(str(level), shape=shape, chunks=chunks,
                               dtype=LABEL_DTYPE, compressors=numcodecs.Zlib(level=ZLIB_LEVEL), fill_value=0,
                               chunk_key_encoding={"name": "v2", "separator": "/"}, overwrite=True)
 
@@ -119,7 +125,7 @@ def create_label_store(path: PathLike, *, shape: Sequence[int], chunk: Sequence[
     shape : (int, int)
         Label image shape ``(Y, X)``.
     chunk : (int, int)
-        Chunk shape ``(cy, cx)`` of every level.
+        Chunk shape ``(cy, cx)`` of every level (clipped to the level's shape).
     name : str
         Name of the label image inside ``labels/``.
     pixel_size : float or (float, float), optional
@@ -240,9 +246,9 @@ def build_pyramid(path: PathLike, *, name: str = "cells", min_size: int = 256) -
 
     Notes
     -----
-    Level k is ``level[k-1][::2, ::2]`` (labels stay valid integers), with level 0's chunk shape. Each
-    level-k chunk is assembled from the 2 x 2 level-(k-1) chunks under it, read one at a time, so memory
-    is two chunks. Re-running replaces the reduced levels.
+    Level k is ``level[k-1][::2, ::2]`` (labels stay valid integers), with level 0's chunk shape (clipped to
+    the level's shape). Each level-k chunk is assembled from the 2 x 2 level-(k-1) chunks under it, read one
+    at a time, so memory is two chunks. Re-running replaces the reduced levels.
     """
     if min_size < 1:
         raise ValueError(f"min_size must be >= 1, got {min_size}")

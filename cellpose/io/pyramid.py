@@ -2,7 +2,8 @@
 
 The file is a BigTIFF: level 0 is the main IFD and levels 1, 2, ... are its SubIFDs (the layout
 tifffile, Bio-Formats, QuPath and napari read as one pyramidal series), uint32, tiled and
-zlib-compressed. Only one row of tiles of one level is in memory at a time. The output is written to a
+zlib-compressed. Only one row of tiles of one level (or one row of source chunks, when that fits
+``max_strip_bytes``) is in memory at a time. The output is written to a
 hidden temporary file and renamed onto its name at the end (``atomic_write``), and it is
 byte-reproducible: the OME ``UUID`` is derived from the name and shapes, and no date is written.
 """
@@ -13,7 +14,7 @@ import logging
 import os
 import uuid
 from pathlib import Path
-from typing import Iterator, List, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tifffile
@@ -28,6 +29,8 @@ PathLike = Union[str, os.PathLike]
 PixelSize = Union[None, float, Sequence[float]]
 
 LABEL_DTYPE = np.uint32
+#: Default ``max_strip_bytes``: rows of chunks up to 64 MiB are decoded once (a 4,096-row band 4,096 wide).
+STRIP_BYTES = 64 * 2 ** 20
 
 
 def _check_levels(levels: Sequence) -> None:
@@ -49,6 +52,14 @@ def _check_tile(tile: Sequence[int]) -> Tuple[int, int]:
     return ty, tx
 
 
+def _chunk_yx(level) -> Optional[Tuple[int, int]]:
+    """The chunk shape of ``level``, or None when it is not chunked (an in-memory array)."""
+    chunks = getattr(level, "chunks", None)
+    if chunks is not None and len(chunks) == 2 and all(isinstance(c, (int, np.integer)) for c in chunks):
+        return int(chunks[0]), int(chunks[1])
+    return None
+
+
 def _read_strip(level, rows: slice) -> np.ndarray:
     """``level[rows, :]`` as uint32, read one chunk column at a time when ``level`` is chunked.
 
@@ -56,23 +67,47 @@ def _read_strip(level, rows: slice) -> np.ndarray:
     chunk instead of the full row of chunks that a single full-width read would decode at once.
     """
     nx = level.shape[1]
-    chunks = getattr(level, "chunks", None)
-    step = int(chunks[1]) if chunks is not None and len(chunks) == 2 and isinstance(chunks[1], (int, np.integer)) else nx
+    step = (_chunk_yx(level) or level.shape)[1]
     strip = np.empty((rows.stop - rows.start, nx), dtype=LABEL_DTYPE)
     for x0 in range(0, nx, step):
         strip[:, x0:x0 + step] = np.asarray(level[rows, x0:min(x0 + step, nx)])
     return strip
 
 
-def _tiles(level, tile: Tuple[int, int]) -> Iterator[np.ndarray]:
-    """Yield the tiles of ``level`` in TIFF order, reading one full-width row of tiles at a time.
+def _band_rows(level, tile_rows: int, max_bytes: int) -> int:
+    """Rows to read at once: a whole row of chunks when it is taller than a tile row and fits ``max_bytes``
+    (each chunk is then decoded once, not once per tile row it spans), else one row of tiles."""
+    chunk = _chunk_yx(level)
+    chunk_rows = min(chunk[0], level.shape[0]) if chunk else 0
+    if chunk_rows > tile_rows and chunk_rows * level.shape[1] * 4 <= max_bytes:
+        return chunk_rows
+    return tile_rows
+
+
+def _strips(level, tile_rows: int, max_bytes: int) -> Iterator[np.ndarray]:
+    """Yield the full-width strips of ``tile_rows`` rows of ``level``, top to bottom, each pixel read once."""
+    ny = level.shape[0]
+    band = _band_rows(level, tile_rows, max_bytes)
+    start, cache = 0, np.empty((0, level.shape[1]), dtype=LABEL_DTYPE)
+    for y0 in range(0, ny, tile_rows):
+        y1, pieces = min(y0 + tile_rows, ny), []
+        while y0 < y1:
+            if not start <= y0 < start + len(cache):
+                start = y0 if band == tile_rows else y0 - y0 % band
+                cache = _read_strip(level, slice(start, min(start + band, ny)))
+            stop = min(y1, start + len(cache))
+            pieces.append(cache[y0 - start:stop - start])
+            y0 = stop
+        yield pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+
+def _tiles(level, tile: Tuple[int, int], max_bytes: int = 0) -> Iterator[np.ndarray]:
+    """Yield the tiles of ``level`` in TIFF order, one full-width row of tiles at a time.
 
     Edge tiles are yielded partial; tifffile pads them with zeros.
     """
-    ny, nx = level.shape
-    for y0 in range(0, ny, tile[0]):
-        strip = _read_strip(level, slice(y0, min(y0 + tile[0], ny)))
-        for x0 in range(0, nx, tile[1]):
+    for strip in _strips(level, tile[0], max_bytes):
+        for x0 in range(0, level.shape[1], tile[1]):
             yield strip[:, x0:x0 + tile[1]]
 
 
@@ -109,19 +144,20 @@ def _resolution(pixel_size: PixelSize, level: int) -> dict:
 
 
 def _write_levels(tif: tifffile.TiffWriter, levels: Sequence, *, tile: Tuple[int, int], compression: str,
-                  metadata: dict, pixel_size: PixelSize) -> None:
+                  metadata: dict, pixel_size: PixelSize, max_bytes: int) -> None:
     """Level 0 with ``len(levels) - 1`` SubIFDs, then each reduced level into the next SubIFD."""
     options = dict(dtype=LABEL_DTYPE, tile=tile, compression=compression, photometric="minisblack",
                    datetime=None, software="cellpose")
-    tif.write(_tiles(levels[0], tile), shape=tuple(levels[0].shape), subifds=len(levels) - 1,
+    tif.write(_tiles(levels[0], tile, max_bytes), shape=tuple(levels[0].shape), subifds=len(levels) - 1,
               metadata=metadata, **_resolution(pixel_size, 0), **options)
     for k, level in enumerate(levels[1:], start=1):
-        tif.write(_tiles(level, tile), shape=tuple(level.shape), subfiletype=1, metadata=None,
+        tif.write(_tiles(level, tile, max_bytes), shape=tuple(level.shape), subfiletype=1, metadata=None,
                   **_resolution(pixel_size, k), **options)
 
 
 def write_pyramid_ome_tiff(levels: Sequence, path: PathLike, *, tile: Sequence[int] = (512, 512),
-                           compression: str = "zlib", pixel_size: PixelSize = None, name: str = "cells") -> Path:
+                           compression: str = "zlib", pixel_size: PixelSize = None, name: str = "cells",
+                           max_strip_bytes: int = STRIP_BYTES) -> Path:
     """Write the label pyramid ``levels`` as one tiled, pyramidal, byte-reproducible OME-TIFF.
 
     Parameters
@@ -140,6 +176,9 @@ def write_pyramid_ome_tiff(levels: Sequence, path: PathLike, *, tile: Sequence[i
         Level-0 pixel size in micrometres (``(y, x)`` or one value), stored as OME ``PhysicalSize``.
     name : str
         OME image name.
+    max_strip_bytes : int
+        A chunked level whose full-width row of chunks fits in this many bytes (as uint32) is read one row of
+        chunks at a time, so each chunk is decoded once; otherwise one row of tiles at a time.
 
     Returns
     -------
@@ -147,9 +186,10 @@ def write_pyramid_ome_tiff(levels: Sequence, path: PathLike, *, tile: Sequence[i
 
     Notes
     -----
-    Memory is one full-width row of tiles of one level (``ty * X * 4`` bytes at level 0), one decoded
-    chunk of the source (a row of tiles is read one chunk column at a time) and tifffile's compression
-    buffers. Chunks taller than ``ty`` are therefore decoded once per tile row they span.
+    Memory is one full-width row of tiles of one level (``ty * X * 4`` bytes at level 0) or, where it fits
+    ``max_strip_bytes``, one row of chunks; one decoded chunk of the source (rows are read one chunk column
+    at a time) and tifffile's compression buffers. Chunks taller than ``ty`` whose row does not fit are
+    decoded once per tile row they span.
     """
     final = Path(path)
     _check_levels(levels)
@@ -159,7 +199,7 @@ def write_pyramid_ome_tiff(levels: Sequence, path: PathLike, *, tile: Sequence[i
     with atomic_write(final) as tmp:
         with tifffile.TiffWriter(tmp, bigtiff=True, ome=True) as tif:
             _write_levels(tif, levels, tile=tile_yx, compression=compression, metadata=metadata,
-                          pixel_size=pixel_size)
+                          pixel_size=pixel_size, max_bytes=int(max_strip_bytes))
     logger.debug("wrote pyramidal OME-TIFF %s: levels %s, tile %s", final, shapes, tile_yx)
     return final
 
