@@ -15,7 +15,8 @@ AP of blockwise against whole-image. Environment variables select larger runs:
   run spends time estimating it and both segment at the same scale);
 * ``CPTB_BENCH_PRESET`` (``exact``/``fast``) and ``CPTB_BENCH_DYNAMICS`` (``exact``/``fast``), strip runs only.
 
-The hardware line (CPU model and flags, cores, versions, load) is printed with the numbers. Nothing about time or memory is asserted.
+The hardware line (CPU model and flags, cores, versions, load) is printed with the numbers. Nothing about time or
+memory is asserted.
 """
 from __future__ import annotations
 

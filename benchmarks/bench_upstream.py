@@ -487,14 +487,21 @@ def format_upstream_calls(calls: list) -> str:
     return "\n".join(lines)
 
 
+def _weights_text(result: dict) -> str:
+    name = Path(result["weights"]).name
+    if name.startswith("random_cpnet"):
+        return "random CPnet, diam_mean 17 (random weights: masks are not meaningful)"
+    return name
+
+
 def report_text(result: dict) -> str:
     """Everything printed after a run."""
     m, up, env = result["masks"], result["upstream"]["driver"], result["threads"]
     size = result["size"]
     return "\n".join([
-        f"image {size[0]} x {size[1]} (Y x X) = {result['pixels']} px; weights: random CPnet, diam_mean 17; "
-        f"--diameter 17 --flow_threshold {result['flow_threshold']:g} "
-        f"--cellprob_threshold {result['cellprob_threshold']:g} (random weights: masks are not meaningful)",
+        f"image {size[0]} x {size[1]} (Y x X) = {result['pixels']} px; weights: {_weights_text(result)}; "
+        f"--diameter {result.get('diameter', DIAMETER):g} --flow_threshold {result['flow_threshold']:g} "
+        f"--cellprob_threshold {result['cellprob_threshold']:g}; ours also: {' '.join(result.get('ours_args', []))}",
         f"threads: env {env['env']}; torch ours {env['torch_ours']}, upstream {env['torch_upstream']}",
         f"baseline RSS before read: ours {_f(_mb(result['baseline_rss_bytes']['ours']), '.0f')} MB, "
         f"upstream {_f(_mb(result['baseline_rss_bytes']['upstream']), '.0f')} MB",

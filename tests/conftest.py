@@ -12,6 +12,19 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_PYTHON = ROOT / ".reference" / "venv" / "bin" / "python"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def openvino_cache(tmp_path_factory):
+    """Keep the OpenVINO IR cache (``cellpose.inference.ov_cache``) of the whole session in a temporary folder."""
+    folder = tmp_path_factory.mktemp("openvino_cache")
+    before = os.environ.get("CELLPOSE_OPENVINO_CACHE")
+    os.environ["CELLPOSE_OPENVINO_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("CELLPOSE_OPENVINO_CACHE", None)
+    else:
+        os.environ["CELLPOSE_OPENVINO_CACHE"] = before
+
+
 @pytest.fixture
 def rng():
     """A seeded numpy Generator (a new one per test)."""

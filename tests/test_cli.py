@@ -20,7 +20,8 @@ def _write_ome(path: Path, rng, *, nchan=12, shape=(96, 112)) -> np.ndarray:
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     for cy, cx in [(30, 30), (60, 70), (25, 85)]:
         img[0][(yy - cy) ** 2 + (xx - cx) ** 2 < 81] += 20000
-    tifffile.imwrite(path, img, ome=True, metadata={"axes": "CYX", "Channel": {"Name": [f"M{i}" for i in range(nchan)]}})
+    names = [f"M{i}" for i in range(nchan)]
+    tifffile.imwrite(path, img, ome=True, metadata={"axes": "CYX", "Channel": {"Name": names}})
     return img
 
 

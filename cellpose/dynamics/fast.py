@@ -103,14 +103,14 @@ def _sample(F, py, px, interp):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _step(F, pos, it, l, niter, interp):
-    """Advance lane ``l`` by one step; return (done, y, x) with (y, x) its position after ``niter`` steps if done.
+def _step(F, pos, it, ln, niter, interp):
+    """Advance lane ``ln`` by one step; return (done, y, x) with (y, x) its position after ``niter`` steps if done.
 
-    ``pos[l]`` holds (y, x) now and (y, x) one step earlier; ``it[l]`` the steps taken. A step that lands on
+    ``pos[ln]`` holds (y, x) now and (y, x) one step earlier; ``it[ln]`` the steps taken. A step that lands on
     the earlier position closes a 2-cycle.
     """
-    py, px = pos[l, 0], pos[l, 1]
-    i = it[l]
+    py, px = pos[ln, 0], pos[ln, 1]
+    i = it[ln]
     if i >= niter:
         return True, py, px
     dy, dx = _sample(F, py, px, interp)
@@ -118,12 +118,12 @@ def _step(F, pos, it, l, niter, interp):
     nx = min(max(px + dx, _ZERO), np.float32(F.shape[1] - 1))
     if ny == py and nx == px:
         return True, py, px
-    if ny == pos[l, 2] and nx == pos[l, 3]:
+    if ny == pos[ln, 2] and nx == pos[ln, 3]:
         if (niter - i - 1) % 2 == 0:
             return True, ny, nx
         return True, py, px
-    pos[l, 0], pos[l, 1], pos[l, 2], pos[l, 3] = ny, nx, py, px
-    it[l] = i + 1
+    pos[ln, 0], pos[ln, 1], pos[ln, 2], pos[ln, 3] = ny, nx, py, px
+    it[ln] = i + 1
     return False, ny, nx
 
 
@@ -147,11 +147,11 @@ def _next_pixel(fg, starts, groups, y, x, k, stop):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _load(pos, it, idx, l, y, x, k):
-    pos[l, 0], pos[l, 1] = np.float32(y), np.float32(x)
-    pos[l, 2], pos[l, 3] = np.float32(-1.0), np.float32(-1.0)
-    it[l] = 0
-    idx[l] = k
+def _load(pos, it, idx, ln, y, x, k):
+    pos[ln, 0], pos[ln, 1] = np.float32(y), np.float32(x)
+    pos[ln, 2], pos[ln, 3] = np.float32(-1.0), np.float32(-1.0)
+    it[ln] = 0
+    idx[ln] = k
 
 
 @numba.njit(cache=True, nogil=True)
@@ -162,22 +162,22 @@ def _follow_group(F, fg, starts, niter, interp, groups, g, stop, out):
     it = np.zeros(LANES, np.int64)
     idx = np.full(LANES, -1, np.int64)
     y, x, k = _next_pixel(fg, starts, groups, g, -1, starts[g] - 1, stop)
-    for l in range(LANES):
+    for ln in range(LANES):
         if y < stop:
-            _load(pos, it, idx, l, y, x, k)
+            _load(pos, it, idx, ln, y, x, k)
             y, x, k = _next_pixel(fg, starts, groups, y, x, k, stop)
     active = np.count_nonzero(idx >= 0)
     while active > 0:
-        for l in range(LANES):
-            if idx[l] < 0:
+        for ln in range(LANES):
+            if idx[ln] < 0:
                 continue
-            done, ey, ex = _step(F, pos, it, l, niter, interp)
+            done, ey, ex = _step(F, pos, it, ln, niter, interp)
             if not done:
                 continue
-            out[0, idx[l]], out[1, idx[l]] = np.int32(ey), np.int32(ex)
-            idx[l] = -1
+            out[0, idx[ln]], out[1, idx[ln]] = np.int32(ey), np.int32(ex)
+            idx[ln] = -1
             if y < stop:
-                _load(pos, it, idx, l, y, x, k)
+                _load(pos, it, idx, ln, y, x, k)
                 y, x, k = _next_pixel(fg, starts, groups, y, x, k, stop)
             else:
                 active -= 1

@@ -11,7 +11,8 @@
 * backends ``compile`` and ``openvino`` build one static-shape callable per (tile shape, batch, precision),
   cached on this object (which lives on the ``CellposeModel``); building it, and its first call, run inside
   the profiling stage ``network.compile``. A short last batch is zero-padded to the cached batch size
-  instead of triggering another build.
+  instead of triggering another build. The OpenVINO conversion is also cached on disk, across processes
+  (``ov_cache``).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import torch
 
 from ..profiling import stage
 from ..variants import OPENVINO_MISSING, NetVariant, VariantUnavailableError
+from .ov_cache import converted_model
 
 __all__ = ["PreparedNet", "import_openvino"]
 
@@ -145,14 +147,19 @@ def import_openvino():
 
 
 def _openvino_callable(module: torch.nn.Module, x: torch.Tensor, *, precision: str) -> Callable:
-    """Convert ``module`` in memory for input shape ``x.shape`` and compile it for the CPU."""
+    """Convert ``module`` for input shape ``x.shape`` (or read it from the IR cache, ``ov_cache``) and compile
+    it for the CPU."""
     ov = import_openvino()
     example = x.detach().to("cpu", torch.float32).clone()
-    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # trace once without torch's re-run check (that check alone took ~25 s for CPnet on 2 cores)
-        traced = torch.jit.trace(_TwoOutputs(module), example, check_trace=False)
-        model = ov.convert_model(traced, example_input=example, input=[tuple(example.shape)])
+
+    def convert():
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # trace once without torch's re-run check (that check alone took ~25 s for CPnet on 2 cores)
+            traced = torch.jit.trace(_TwoOutputs(module), example, check_trace=False)
+            return ov.convert_model(traced, example_input=example, input=[tuple(example.shape)])
+
+    model = converted_model(module, tuple(example.shape), convert, ov)
     config = {"INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
               "INFERENCE_NUM_THREADS": int(torch.get_num_threads())}
     compiled = ov.Core().compile_model(model, "CPU", config)

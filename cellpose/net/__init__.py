@@ -18,7 +18,8 @@ from .weights import (
 )
 
 __all__ = [
-    "CPnet", "BUILTIN_MODELS", "BUNDLED_MODELS", "DEFAULT_BUNDLED_MODEL", "DownloadError", "UnknownModelError", "WeightsFormatError", "WeightsInfo",
+    "CPnet", "BUILTIN_MODELS", "BUNDLED_MODELS", "DEFAULT_BUNDLED_MODEL", "DownloadError", "UnknownModelError",
+    "WeightsFormatError", "WeightsInfo",
     "WeightsUnavailableError", "cache_dir", "load_weights", "model_filename", "model_url", "resolve_model",
     "save_weights",
 ]

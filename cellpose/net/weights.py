@@ -23,7 +23,8 @@ from ..profiling import stage, timed
 from .cpnet import CPnet, infer_config
 
 __all__ = [
-    "BUILTIN_MODELS", "BUNDLED_MODELS", "DEFAULT_BUNDLED_MODEL", "RESTORE_MODELS", "bundled_model_path", "DEFAULT_MODELS_URL", "NOUT",
+    "BUILTIN_MODELS", "BUNDLED_MODELS", "DEFAULT_BUNDLED_MODEL", "RESTORE_MODELS", "bundled_model_path",
+    "DEFAULT_MODELS_URL", "NOUT",
     "WeightsUnavailableError", "UnknownModelError", "WeightsFormatError", "DownloadError", "WeightsInfo",
     "is_builtin_name", "model_filename", "size_model_filename", "diam_mean_for", "cache_dir", "model_url",
     "download_file", "resolve_file", "resolve_model", "load_weights", "save_weights",

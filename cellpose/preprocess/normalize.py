@@ -15,8 +15,8 @@ from ..config import NormalizeOptions
 from ..inference.tiling import tile_starts
 from .resize import resize_image
 
-__all__ = ["is_flat", "normalize_image", "normalize_channel", "percentile_range", "percentiles_f32", "percentiles_from_histogram", "SUBSAMPLE_LIMIT",
-           "SUBSAMPLE_TARGET", "MIN_RANGE"]
+__all__ = ["is_flat", "normalize_image", "normalize_channel", "percentile_range", "percentiles_f32",
+           "percentiles_from_histogram", "SUBSAMPLE_LIMIT", "SUBSAMPLE_TARGET", "MIN_RANGE"]
 
 SUBSAMPLE_TARGET = 224
 """Percentiles of a large channel are taken every ``max(1, L // SUBSAMPLE_TARGET)`` pixels per axis."""

@@ -7,7 +7,8 @@ import platform
 import sys
 from typing import Dict, Optional
 
-__all__ = ["KEY_CPU_FLAGS", "collect_environment", "cpu_model", "cpuinfo_field", "hardware", "hardware_line", "package_versions"]
+__all__ = ["KEY_CPU_FLAGS", "collect_environment", "cpu_model", "cpuinfo_field", "hardware", "hardware_line",
+           "package_versions"]
 
 logger = logging.getLogger(__name__)
 
