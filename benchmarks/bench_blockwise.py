@@ -13,7 +13,7 @@ AP of blockwise against whole-image. Environment variables select larger runs:
 * ``CPTB_BENCH_WORKERS`` (default 2) and ``CPTB_BENCH_BLOCK`` (default: from the diameter);
 * ``CPTB_BENCH_DIAMETER``: ``--diameter`` of both file runs (default: the bundled model's own, so that neither
   run spends time estimating it and both segment at the same scale);
-* ``CPTB_BENCH_PRESET`` (``exact``/``fast``) and ``CPTB_BENCH_DYNAMICS`` (``exact``/``fast``), strip runs only.
+* ``CPTB_BENCH_PRESET`` (``exact``/``fast``) and ``CPTB_BENCH_DYNAMICS`` (``exact``/``fast``), every run.
 
 The hardware line (CPU model and flags, cores, versions, load) is printed with the numbers. Nothing about time or
 memory is asserted.
@@ -90,15 +90,21 @@ def _diameter() -> str:
     return os.environ.get("CPTB_BENCH_DIAMETER") or repr(CellposeModel(pretrained_model="cptb_nuclei").diam_labels)
 
 
+def _variant_args() -> list:
+    """``--preset`` / ``--dynamics`` from ``CPTB_BENCH_PRESET`` / ``CPTB_BENCH_DYNAMICS`` (default: exact)."""
+    return ["--preset", os.environ.get("CPTB_BENCH_PRESET", "exact"),
+            "--dynamics", os.environ.get("CPTB_BENCH_DYNAMICS", "exact")]
+
+
 def _blockwise_args(img: Path, workers: int, block: str) -> list:
     args = ["-m", "cellpose", "--image_path", str(img), "--chan", "1", "--blockwise", "--workers", str(workers),
-            "--profile", "--diameter", _diameter()]
+            "--profile", "--diameter", _diameter(), *_variant_args()]
     return args + (["--block_size", block] if block != "0" else [])
 
 
 def _whole_args(img: Path) -> list:
     return ["-m", "cellpose", "--image_path", str(img), "--chan", "1", "--save_tif", "--no_npy", "--no_blockwise",
-            "--diameter", _diameter()]
+            "--diameter", _diameter(), *_variant_args()]
 
 
 def _report(name: str, res: dict) -> None:
