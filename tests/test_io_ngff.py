@@ -237,6 +237,18 @@ def test_pyramid_ome_tiff_reads_each_chunk_once_when_a_chunk_row_fits(tmp_path, 
     assert (tmp_path / "c.ome.tif").read_bytes() == (tmp_path / "r.ome.tif").read_bytes()
 
 
+def test_tile_rows_that_straddle_chunk_rows_are_assembled(tmp_path, labels):
+    chunks = (100, 384)  # tile rows of 48 cross the chunk rows at 100, 200, ...
+    banded = [_RecordingArray(labels[::2 ** k, ::2 ** k], chunks=chunks) for k in range(2)]
+    pyramid.write_pyramid_ome_tiff(banded, tmp_path / "b.ome.tif", tile=(48, 64))
+    assert all(max(rows for rows, _ in level.reads) == 100 for level in banded)
+    assert all(sum(r * c for r, c in level.reads) == level.data.size for level in banded)
+    plain = [level.data for level in banded]
+    pyramid.write_pyramid_ome_tiff(plain, tmp_path / "p.ome.tif", tile=(48, 64))
+    assert (tmp_path / "b.ome.tif").read_bytes() == (tmp_path / "p.ome.tif").read_bytes()
+    np.testing.assert_array_equal(pyramid.read_pyramid_ome_tiff(tmp_path / "b.ome.tif")[0], labels)
+
+
 def test_failed_tiff_write_leaves_nothing_and_keeps_old_file(tmp_path, labels):
     target = tmp_path / "cells.ome.tif"
     target.write_bytes(b"previous result")

@@ -86,7 +86,7 @@ def test_off_and_unwritable_cache_give_the_same_bits(net, batch, tmp_path, monke
     monkeypatch.setenv(ov_cache.CACHE_ENV, str(blocker / "cache"))
     with caplog.at_level(logging.WARNING, logger="cellpose.inference.ov_cache"):
         unwritable = _outputs(net, batch)
-    assert "could not write" in caplog.text
+    assert "could not use the OpenVINO cache" in caplog.text
     for a, b, c in zip(cached, off, unwritable):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
@@ -101,7 +101,23 @@ def test_key_follows_weights_and_shape(net):
     assert key != ov_cache.cache_key(other, SHAPE, "v")
 
 
-def test_default_folder_is_in_the_weight_cache(tmp_path, monkeypatch):
+def test_default_folder_is_in_the_weight_cache_and_not_created_early(tmp_path, monkeypatch):
     monkeypatch.delenv(ov_cache.CACHE_ENV, raising=False)
     monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(tmp_path / "models"))
     assert ov_cache.ir_cache_dir() == tmp_path / "models" / "openvino"
+    assert not (tmp_path / "models").exists()
+
+
+def test_weight_cache_that_cannot_be_created_costs_only_the_conversion(net, batch, tmp_path, monkeypatch,
+                                                                       caplog):
+    monkeypatch.setenv(ov_cache.CACHE_ENV, str(tmp_path / "c"))
+    cached = _outputs(net, batch)
+    blocker = tmp_path / "home-file"
+    blocker.write_text("not a folder")
+    monkeypatch.delenv(ov_cache.CACHE_ENV)
+    monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(blocker / "models"))
+    with caplog.at_level(logging.WARNING, logger="cellpose.inference.ov_cache"):
+        got = _outputs(net, batch)
+    assert "could not use the OpenVINO cache" in caplog.text
+    for a, b in zip(cached, got):
+        np.testing.assert_array_equal(a, b)

@@ -14,7 +14,8 @@ Where: ``$CELLPOSE_OPENVINO_CACHE``, else ``openvino/`` in the weight cache dire
 (``cellpose.net.weights.cache_dir``). ``CELLPOSE_OPENVINO_CACHE=off`` switches the cache off (a temporary
 folder is used for the round trip). An entry is written to a temporary folder and renamed into place, so a
 reader never sees half an entry; an entry whose files do not match its manifest is ignored with a warning and
-replaced; a cache folder that cannot be written only costs the conversion.
+replaced (renamed aside first, so no process sees half an entry); a cache folder that cannot be created, read or
+written only costs the conversion (logged as a warning).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -46,9 +48,9 @@ def ir_cache_dir() -> Optional[Path]:
         return None
     if value:
         return Path(value).expanduser()
-    from ..net.weights import cache_dir
+    from ..net.weights import cache_path
 
-    return cache_dir() / "openvino"
+    return cache_path() / "openvino"
 
 
 def cache_key(module: torch.nn.Module, shape: Sequence[int], ov_version: str) -> str:
@@ -86,11 +88,20 @@ def _save(model, folder: Path, ov) -> None:
 
 
 def _publish(tmp: Path, entry: Path) -> None:
-    """Rename the finished ``tmp`` folder to ``entry``, replacing an invalid entry; keep a valid one."""
+    """Rename the finished ``tmp`` folder to ``entry``, replacing an invalid entry; keep a valid one.
+
+    An invalid entry is first renamed aside (atomically) and then removed, so that no other process ever
+    sees a half-deleted entry under the entry's name.
+    """
     if entry.exists():
         if _valid(entry):
             return
-        shutil.rmtree(entry, ignore_errors=True)
+        aside = entry.with_name(f".stale-{entry.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            os.replace(entry, aside)
+        except FileNotFoundError:
+            pass  # another process moved it first
+        shutil.rmtree(aside, ignore_errors=True)
     try:
         os.replace(tmp, entry)
     except OSError:
@@ -139,15 +150,29 @@ def converted_model(module: torch.nn.Module, shape: Sequence[int], convert: Call
     if folder is None:
         return _round_trip(convert(), ov)
     entry = folder / cache_key(module, shape, ov.__version__)
-    if entry.exists() and not _valid(entry):
-        logger.warning("ignoring a damaged OpenVINO cache entry %s (files do not match its manifest)", entry)
-    elif entry.exists():
-        logger.info("OpenVINO network for %s read from the cache %s", tuple(shape), entry)
-        return ov.Core().read_model(str(entry / _FILES[0]))
+    model = _read_entry(entry, ov)
+    if model is not None:
+        return model
     model = convert()
     try:
         _store(model, entry, ov)
-    except OSError as err:
-        logger.warning("could not write the OpenVINO cache %s (%s); converting each time", folder, err)
+        return ov.Core().read_model(str(entry / _FILES[0]))
+    except (OSError, RuntimeError) as err:
+        logger.warning("could not use the OpenVINO cache %s (%s); converting each time", folder, err)
         return _round_trip(model, ov)
-    return ov.Core().read_model(str(entry / _FILES[0]))
+
+
+def _read_entry(entry: Path, ov):
+    """The model of a valid cache ``entry``, or None (missing, damaged or unreadable: warned)."""
+    try:
+        if not entry.exists():
+            return None
+        if not _valid(entry):
+            logger.warning("ignoring a damaged OpenVINO cache entry %s (files do not match its manifest)", entry)
+            return None
+        model = ov.Core().read_model(str(entry / _FILES[0]))
+    except (OSError, RuntimeError) as err:
+        logger.warning("could not read the OpenVINO cache entry %s (%s)", entry, err)
+        return None
+    logger.info("OpenVINO network read from the cache %s", entry)
+    return model

@@ -26,7 +26,8 @@ __all__ = [
     "BUILTIN_MODELS", "BUNDLED_MODELS", "DEFAULT_BUNDLED_MODEL", "RESTORE_MODELS", "bundled_model_path",
     "DEFAULT_MODELS_URL", "NOUT",
     "WeightsUnavailableError", "UnknownModelError", "WeightsFormatError", "DownloadError", "WeightsInfo",
-    "is_builtin_name", "model_filename", "size_model_filename", "diam_mean_for", "cache_dir", "model_url",
+    "is_builtin_name", "model_filename", "size_model_filename", "diam_mean_for", "cache_dir", "cache_path",
+    "model_url",
     "download_file", "resolve_file", "resolve_model", "load_weights", "save_weights",
 ]
 
@@ -146,10 +147,15 @@ def diam_mean_for(name: PathLike, *, default: float = 30.0) -> float:
     return 17.0 if text == "nuclei" or text.endswith("nucleitorch_0") else float(default)
 
 
-def cache_dir() -> Path:
-    """The weight cache directory (``$CELLPOSE_LOCAL_MODELS_PATH`` or ``~/.cellpose/models``), created."""
+def cache_path() -> Path:
+    """The weight cache directory (``$CELLPOSE_LOCAL_MODELS_PATH`` or ``~/.cellpose/models``), not created."""
     env = os.environ.get("CELLPOSE_LOCAL_MODELS_PATH")
-    path = Path(env).expanduser() if env else Path.home() / ".cellpose" / "models"
+    return Path(env).expanduser() if env else Path.home() / ".cellpose" / "models"
+
+
+def cache_dir() -> Path:
+    """The weight cache directory (``cache_path``), created."""
+    path = cache_path()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
