@@ -146,3 +146,25 @@ def test_local_workers_get_thread_counts_and_no_malloc_trim():
     env = worker_environ(2)
     assert "MALLOC_TRIM_THRESHOLD_" not in env
     assert env["OMP_NUM_THREADS"] == worker_threads(2) >= 1
+
+
+def test_estimate_adds_openvino_memory_and_fast_dynamics_saves_time():
+    import importlib
+
+    from cellpose.variants import NetVariant
+
+    est = importlib.import_module("cellpose.blockwise.estimate")  # the package exports the function by this name
+
+    def plan(variant=None, impl="exact"):
+        return make_plan((6000, 5000), scale=1.0, block=2048, diameter=17, lo=0, hi=1, niter=200,
+                         tiling=TilingOptions(), dynamics=DynamicsOptions(impl=impl), variant=variant)
+
+    exact = est.estimate(plan(), workers=2, threads=1)
+    ov = est.estimate(plan(NetVariant(precision="bf16", backend="openvino")), workers=2, threads=1)
+    torch_bf16 = est.estimate(plan(NetVariant(precision="bf16", backend="torch")), workers=2, threads=1)
+    fast_dyn = est.estimate(plan(impl="fast"), workers=2, threads=1)
+    assert ov.peak_worker_mb == pytest.approx(exact.peak_worker_mb + est.OPENVINO_MB)
+    assert ov.peak_total_mb == pytest.approx(exact.peak_total_mb + 2 * est.OPENVINO_MB)
+    assert torch_bf16.peak_worker_mb == pytest.approx(exact.peak_worker_mb)
+    assert ov.seconds == pytest.approx(exact.seconds)  # the network time stays exact's: an upper bound
+    assert fast_dyn.seconds < exact.seconds and fast_dyn.peak_worker_mb == pytest.approx(exact.peak_worker_mb)

@@ -11,8 +11,14 @@ GUIDELINES.md, section "Whole slides"):
   (region 15.3 Mpx): 1,562-1,579 MB per worker;
 * the driver (client, scheduler, the nanny processes) adds ``DRIVER_BASE_MB``;
 * time: ``NETWORK_S_PER_MPX`` per million tile pixels the network runs on one thread (divided by the
-  threads a worker has), plus ``DYNAMICS_S_PER_MPX`` per million region pixels (exact dynamics). Both are
-  fp32 figures; ``--preset fast`` and ``--dynamics fast`` are faster (GUIDELINES.md sections 6 and 7).
+  threads a worker has), plus ``DYNAMICS_S_PER_MPX`` (exact) or ``FAST_DYNAMICS_S_PER_MPX`` (``--dynamics
+  fast``) per million region pixels. The network figure is exact fp32 PyTorch's for every variant, so with
+  ``--preset fast`` the time is an upper bound: the ``lung`` preset with ``--preset fast --dynamics fast``
+  (OpenVINO bf16, 2 workers of 1 thread) was estimated at 14.7 min and took 7.0 min. (The network-stage
+  speed-ups of GUIDELINES.md section 7 did not carry over to blocks in workers: applied here they predicted
+  3.6 min.)
+* the OpenVINO backend adds ``OPENVINO_MB`` per worker (its compiled network and buffers; measured on the
+  ``lung`` preset with ``--preset fast``: 1,767-1,877 MB per worker against 1,640 MB predicted without it).
 
 The total assumes every worker holds a largest block at the same time: an upper bound.
 """
@@ -25,7 +31,7 @@ from .blocks import BlockPlan
 from .worker import network_target
 
 __all__ = ["Estimate", "estimate", "WORKER_BASE_MB", "ACTIVATION_MB_PER_TILE", "BYTES_PER_REGION_PX",
-           "DRIVER_BASE_MB", "NETWORK_S_PER_MPX", "DYNAMICS_S_PER_MPX"]
+           "DRIVER_BASE_MB", "NETWORK_S_PER_MPX", "DYNAMICS_S_PER_MPX", "FAST_DYNAMICS_S_PER_MPX", "OPENVINO_MB"]
 
 WORKER_BASE_MB = 450.0
 ACTIVATION_MB_PER_TILE = 88.0
@@ -33,6 +39,8 @@ BYTES_PER_REGION_PX = 28.0
 DRIVER_BASE_MB = 700.0
 NETWORK_S_PER_MPX = 14.0
 DYNAMICS_S_PER_MPX = 0.3
+FAST_DYNAMICS_S_PER_MPX = 0.1
+OPENVINO_MB = 240.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,10 @@ def _network_pixels(plan: BlockPlan, k: int) -> int:
     return len(wplan.tiles) * ly * lx
 
 
+def _variant_mb(variant) -> float:
+    return OPENVINO_MB if variant is not None and variant.backend == "openvino" else 0.0
+
+
 def estimate(plan: BlockPlan, *, workers: int = 1, threads: int = 2) -> Estimate:
     """Predict peak RSS and wall time of ``plan`` on ``workers`` processes of ``threads`` threads each.
 
@@ -89,10 +101,12 @@ def estimate(plan: BlockPlan, *, workers: int = 1, threads: int = 2) -> Estimate
     threads = max(1, int(threads) * max(1, int(workers)) // busy)
     tiles_mb = ACTIVATION_MB_PER_TILE * plan.tiling.batch_size * (plan.tiling.bsize / 224.0) ** 2
     worker_mb = WORKER_BASE_MB + tiles_mb + BYTES_PER_REGION_PX * _largest_region(plan) / 1e6
+    worker_mb += _variant_mb(plan.variant)
     idle_mb = WORKER_BASE_MB * (max(1, workers) - busy)
     total_mb = DRIVER_BASE_MB + worker_mb * busy + idle_mb
     grid = plan.grid
     net_mpx = sum(_network_pixels(plan, k) for k in range(grid.nblocks)) / 1e6
     region_mpx = sum((r[1] - r[0]) * (r[3] - r[2]) for r in map(grid.region, range(grid.nblocks))) / 1e6
-    cpu_s = NETWORK_S_PER_MPX * net_mpx / max(1, threads) + DYNAMICS_S_PER_MPX * region_mpx
+    dynamics = FAST_DYNAMICS_S_PER_MPX if plan.dynamics.impl == "fast" else DYNAMICS_S_PER_MPX
+    cpu_s = NETWORK_S_PER_MPX * net_mpx / max(1, threads) + dynamics * region_mpx
     return Estimate(worker_mb, total_mb, cpu_s / busy, grid.nblocks, max(1, workers))
