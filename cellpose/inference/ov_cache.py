@@ -109,8 +109,8 @@ def _publish(tmp: Path, entry: Path) -> None:
             raise
 
 
-def _store(model, entry: Path, ov) -> Path:
-    """Save ``model`` to ``entry`` (atomically); return the folder to read it back from."""
+def _store(model, entry: Path, ov) -> None:
+    """Save ``model`` to ``entry`` (atomically)."""
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=entry.parent))
     try:
@@ -118,7 +118,6 @@ def _store(model, entry: Path, ov) -> Path:
         _publish(tmp, entry)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return entry
 
 
 def _round_trip(model, ov):

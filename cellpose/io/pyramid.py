@@ -93,7 +93,7 @@ def _strips(level, tile_rows: int, max_bytes: int) -> Iterator[np.ndarray]:
         y1, pieces = min(y0 + tile_rows, ny), []
         while y0 < y1:
             if not start <= y0 < start + len(cache):
-                start = y0 if band == tile_rows else y0 - y0 % band
+                start = y0 - y0 % band  # a band is a row of chunks, or the tile row itself
                 cache = _read_strip(level, slice(start, min(start + band, ny)))
             stop = min(y1, start + len(cache))
             pieces.append(cache[y0 - start:stop - start])
