@@ -252,7 +252,7 @@ class CellposeModel:
         requested, resolved = self.resolve_variant(**(variant or {}))
         annotate("network_variant", _variants.describe(requested, resolved))
         with stage("eval") as s:
-            img = self.prepare(x, options)
+            img = self._prepare(x, options)
             if options.diameter == 0:
                 options, _ = self.resolve_diameter(img, options, variant=resolved, prepared=True)
             shape = img.shape[:2]
@@ -270,6 +270,10 @@ class CellposeModel:
                 rgb = flows_to_rgb(y[:2])
         return (masks, [rgb, y[:2], y[2]], style), options
 
+    def prepare(self, x, options: EvalOptions) -> np.ndarray:
+        """The (Ly, Lx, 2) float32 network input of ``x``: channels converted, then normalised."""
+        return self._prepare(x, options)
+
     def resolve_diameter(self, x, options: EvalOptions, *, variant=None, prepared: bool = False):
         """``options`` with ``diameter=0`` replaced by the size estimated from ``x`` (``cellpose.sizing``).
 
@@ -284,7 +288,7 @@ class CellposeModel:
         """
         if options.diameter != 0:
             return options, None
-        img = x if prepared else self.prepare(x, options)
+        img = x if prepared else self._prepare(x, options)
         with stage("size_estimate"):
             est = estimate_prepared(self, img, options=options, variant=variant)
         annotate("diameter_estimate", est.as_dict())
@@ -304,8 +308,7 @@ class CellposeModel:
         options = replace(options, resample=False, compute_masks=True)
         return self._masks(y, scale=scale, shape=y.shape[1:], options=options)
 
-    def prepare(self, x, options: EvalOptions) -> np.ndarray:
-        """The (Ly, Lx, 2) float32 network input of ``x``: channels converted, then normalised."""
+    def _prepare(self, x, options: EvalOptions) -> np.ndarray:
         x = _as_numpy(x)
         channels = options.channels if options.channels is not None else (0, 0)
         with stage("convert") as s:
