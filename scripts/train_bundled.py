@@ -28,7 +28,8 @@ most of phase 5, so its steps took 1.35-10 s instead of 1.35 s):
 
 Phases 5-7: 5,713 s of training for 2,300 steps.
 
-8. ``--init <phase 7> --kinds 40 --augment heavy --n_iter 1000 --learning_rate 1.5e-4 --seed 8``  1299 s,
+8. ``--init <phase 7> --kinds 40 --augment heavy --n_iter 1000 --learning_rate 1.5e-4 --seed 8``  1299 s
+   (AMD EPYC, flags avx2 avx512f avx512_bf16, 2 cores),
    loss 0.362 → 0.381; **not shipped**. Held-out AP@0.5 at the true diameter against phase 7: crowded 0.945
    (0.941), culture 0.975 (0.964), dim 0.961 (0.965), large 0.984 (0.976), sparse 0.894 (0.911), tissue 0.942
    (0.942); DSB crop 0.915 at ``--diameter 24`` (0.945). Mixed, and worse on the real crop.

@@ -14,9 +14,9 @@ GUIDELINES.md, section "Whole slides"):
   threads a worker has), plus ``DYNAMICS_S_PER_MPX`` (exact) or ``FAST_DYNAMICS_S_PER_MPX`` (``--dynamics
   fast``) per million region pixels. The network figure is exact fp32 PyTorch's for every variant, so with
   ``--preset fast`` the time is an upper bound: the ``lung`` preset with ``--preset fast --dynamics fast``
-  (OpenVINO bf16, 2 workers of 1 thread) was estimated at 14.7 min and took 7.0 min. (The network-stage
-  speed-ups of GUIDELINES.md section 7 did not carry over to blocks in workers: applied here they predicted
-  3.6 min.)
+  (OpenVINO bf16, 2 workers of 1 thread, AMD EPYC, flags avx2 avx512f avx512_bf16) was estimated at
+  14.7 min and took 7.0 min. (The network-stage speed-ups of GUIDELINES.md section 7 did not carry over to
+  blocks in workers: applied here they predicted 3.6 min.)
 * the OpenVINO backend adds ``OPENVINO_MB`` per worker (its compiled network and buffers; measured on the
   ``lung`` preset with ``--preset fast``: 1,767-1,877 MB per worker against 1,640 MB predicted without it).
 
