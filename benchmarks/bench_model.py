@@ -4,14 +4,18 @@ on StarDist's annotated nuclei image.
 Run with ``pytest benchmarks/bench_model.py -s`` or ``.venv/bin/python benchmarks/bench_model.py``.
 
 Synthetic: two held-out 384² images of every kind of ``cellpose.data.sets`` (seeds 9000+; training uses
-1000+), each segmented twice: at the true median diameter of its labels (``at_true``) and with
-``diameter=0`` (``estimated``, the size is estimated from the image). AP is pooled over the images of a kind.
+1000+; ``CPTB_BENCH_N=8`` takes eight, the first two being the same), each segmented twice: at the true
+median diameter of its labels (``at_true``) and with ``diameter=0`` (``estimated``, the size is estimated from
+the image). AP is pooled over the images of a kind.
 
 Real data: the StarDist wheel (PyPI ``stardist``) ships ``stardist/data/images/img2d.tif`` and ``mask2d.tif``
 (a fluorescence nuclei crop from the 2018 Data Science Bowl with its annotation, 125 nuclei). Point
 ``CPTB_STARDIST_DIR`` at a folder holding those two files (e.g. ``pip download stardist --no-deps`` and unzip
 the wheel), or install ``stardist``; otherwise that case is skipped. It is scored at ``diameter=24`` and with
 ``diameter=0``. The model was neither trained nor selected on it.
+
+``CPTB_BENCH_SET=validation`` scores the validation images (seeds 5000+, for choosing between trained models)
+instead of the held-out ones.
 
 ``CPTB_BENCH_MODEL`` (a model name or weight file) scores another model, e.g. a candidate from
 ``scripts/train_bundled.py --out``.
@@ -26,13 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cellpose.data.sets import KINDS, held_out
+from cellpose.data.sets import KINDS, held_out, validation
 from cellpose.metrics import average_precision
 from cellpose.models import CellposeModel
 from cellpose.train import diameter_of
 
 THRESHOLDS = (0.5, 0.75, 0.9)
-N_IMAGES = 2
+N_IMAGES = int(os.environ.get("CPTB_BENCH_N", "2"))
 SIZE = 384
 
 
@@ -52,7 +56,8 @@ def _pooled(results) -> dict:
 def synthetic_scores(model) -> dict:
     out = {}
     for name in sorted(KINDS):
-        pairs = held_out(name, n=N_IMAGES, size=SIZE)
+        pick = validation if os.environ.get("CPTB_BENCH_SET") == "validation" else held_out
+        pairs = pick(name, n=N_IMAGES, size=SIZE)
         out[name] = {"at_true": _pooled([_evaluate(model, img, lab, diameter_of(lab)) for img, lab in pairs]),
                      "estimated": _pooled([_evaluate(model, img, lab, 0) for img, lab in pairs]),
                      "true_diameters": [diameter_of(lab) for _, lab in pairs]}

@@ -168,3 +168,16 @@ def test_estimate_adds_openvino_memory_and_fast_dynamics_saves_time():
     assert torch_bf16.peak_worker_mb == pytest.approx(exact.peak_worker_mb)
     assert ov.seconds == pytest.approx(exact.seconds)  # the network time stays exact's: an upper bound
     assert fast_dyn.seconds < exact.seconds and fast_dyn.peak_worker_mb == pytest.approx(exact.peak_worker_mb)
+
+
+def test_label_chunk_is_a_block_wide_and_a_tiff_tile_row_tall():
+    from cellpose.blockwise.segment import label_chunk
+    from cellpose.io.pyramid import write_pyramid_ome_tiff
+    import inspect
+    tile_rows = inspect.signature(write_pyramid_ome_tiff).parameters["tile"].default[0]
+    assert label_chunk(4096) == (tile_rows, 4096) == (512, 4096)
+    assert label_chunk(3840) == (256, 3840) and label_chunk(1024) == (512, 1024)
+    assert label_chunk(300) == (300, 300) and label_chunk(256) == (256, 256)
+    for block in (256, 300, 768, 1024, 3840, 4096):
+        rows, cols = label_chunk(block)
+        assert block % rows == 0 and cols == block  # blocks stay chunk-aligned

@@ -30,8 +30,8 @@ def model():
 
 
 #: AP floors on one held-out 384² image of every kind of ``cellpose.data.sets`` (seeds 9000+; training used
-#: 1000+), at the true median diameter of its labels. Pooled over two images per kind the shipped model scores
-#: AP@0.5 0.911 (sparse) to 0.976 (large); see GUIDELINES §5 and ``benchmarks/bench_model.py``.
+#: 1000+), at the true median diameter of its labels. Pooled over eight images per kind the shipped model scores
+#: AP@0.5 0.935 (dim) to 0.968 (culture); see GUIDELINES §5 and ``benchmarks/bench_model.py``.
 AP50_FLOOR, AP75_FLOOR = 0.88, 0.75
 
 

@@ -234,8 +234,22 @@ def test_held_out_and_training_seeds_never_overlap(monkeypatch):
         sets.held_out(name, n=100, size=8)
     held = [s for _, s, j in seen]
     assert not any(j for _, _, j in seen) and len(held) == len(set(held))
-    assert not set(train) & set(held)
-    assert min(held) >= sets.HELD_OUT_SEED and min(train) >= sets.TRAIN_SEED
+    seen.clear()
+    for name in sets.KINDS:
+        sets.validation(name, n=100, size=8)
+    val = [s for _, s, j in seen]
+    assert not any(j for _, _, j in seen) and len(val) == len(set(val))
+    assert not set(train) & set(held) and not set(val) & (set(train) | set(held))
+    assert min(held) >= sets.HELD_OUT_SEED and min(train) >= sets.TRAIN_SEED and min(val) >= sets.VALIDATION_SEED
+    seen.clear()
+    sets.training_images(per_kind=60, size=8, extra={"crowded": 40, "dim": 5})
+    counts = {name: sum(n == name for n, _, _ in seen) for name in sets.KINDS}
+    assert counts["crowded"] == 100 and counts["dim"] == 65 and counts["large"] == 60
+    assert {s for _, s, _ in seen} <= set(train)
+    with pytest.raises(ValueError, match="extra"):
+        sets.training_images(per_kind=61, size=8, extra={"crowded": 40})
+    with pytest.raises(ValueError, match="'bogus'"):
+        sets.training_images(per_kind=1, size=8, extra={"bogus": 1})
 
 
 def test_kind_image_deterministic_and_jitter_changes_intensity():
@@ -275,3 +289,34 @@ def test_sets_reject_bad_arguments():
 def test_scene_rejects_out_of_range(field, value):
     with pytest.raises(ValueError, match=field):
         Scene((1, 32, 32), **{field: value})
+
+
+def test_annotated_keeps_the_largest_piece_of_each_label_and_drops_small_ones():
+    lab = np.zeros((12, 20), np.uint32)
+    lab[1:6, 1:6] = 7            # 25 px piece of label 7 ...
+    lab[8:10, 1:3] = 7           # ... and a 4 px piece cut off by a neighbour
+    lab[1:4, 10:14] = 3          # 12 px: under the default minimum
+    lab[5:11, 10:19] = 900000    # 54 px, a large label value
+    before = lab.copy()
+    out = sets.annotated(lab)
+    assert out.dtype == lab.dtype and np.array_equal(lab, before)
+    expect = np.zeros_like(lab)
+    expect[1:6, 1:6] = 7
+    expect[5:11, 10:19] = 900000
+    np.testing.assert_array_equal(out, expect)
+    np.testing.assert_array_equal(sets.annotated(lab, min_area=12)[1:4, 10:14], 3)
+
+
+def test_annotated_without_background():
+    lab = np.full((6, 6), 5, np.uint16)
+    lab[:, 4:] = 9
+    np.testing.assert_array_equal(sets.annotated(lab, min_area=1), lab)
+
+
+@pytest.mark.parametrize("name", ["crowded", "tissue"])
+def test_kind_labels_are_connected_and_not_smaller_than_min_size(name):
+    from scipy import ndimage as ndi
+    _, lab = sets.kind_image(name, seed=9001, size=128)
+    values, areas = np.unique(lab[lab > 0], return_counts=True)
+    assert len(values) > 5 and areas.min() >= sets.MIN_LABEL_AREA
+    assert all(ndi.label(lab == v)[1] == 1 for v in values)

@@ -37,7 +37,7 @@ import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -190,12 +190,23 @@ def _run_on_dask(todo, *, model, plane, plan, work, client, progress) -> list:
     return stats
 
 
+def label_chunk(block: int) -> Tuple[int, int]:
+    """Chunk shape of the label store for blocks of ``block`` px: a block wide and one TIFF tile row tall.
+
+    512 rows (the pyramidal TIFF's tile height) when ``block`` is a multiple of 512, else 256 when it is a
+    multiple of 256, else the whole block. Blocks stay chunk-aligned (no read-modify-write), and the TIFF writer
+    decodes every chunk once while holding one row of tiles, however wide the slide.
+    """
+    rows = next((r for r in (512, 256) if block % r == 0), block)
+    return rows, block
+
+
 def _write_store(tmp: Path, plan: BlockPlan, work: WorkFolder, offsets) -> list:
-    """Level 0 chunk by chunk (chunk = block core), then the pyramid; returns the opened levels."""
+    """Level 0 block by block (``label_chunk`` chunks), then the pyramid; returns the opened levels."""
     from ..io.ngff import build_pyramid, create_label_store, open_label_level
 
     grid = plan.grid
-    level0 = create_label_store(tmp, shape=plan.shape, chunk=(plan.block, plan.block), overwrite=True)
+    level0 = create_label_store(tmp, shape=plan.shape, chunk=label_chunk(plan.block), overwrite=True)
     for t in range(grid.nblocks):
         y0, y1, x0, x1 = grid.core(t)
         level0[y0:y1, x0:x1] = assemble_chunk(t, grid=grid, offsets=offsets, piece=work.piece)
