@@ -253,3 +253,23 @@ def test_cuda_variants_match_exact(kwargs, nuclei):
     ref, _, _ = gpu.eval(nuclei)
     masks, _, _ = gpu.eval(nuclei, **kwargs)
     assert average_precision(ref, masks, thresholds=(0.5,))["ap"][0] >= 0.98
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed (pip install 'cellpose-tb[openvino]')")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_openvino_threads_follow_torch_and_are_not_pinned(threads):
+    # Pinned threads put every one-thread Dask worker on the same core (GUIDELINES §10)
+    from cellpose.inference.prepared import _openvino_callable
+    from cellpose.net.cpnet import CPnet
+    torch.manual_seed(0)
+    net = CPnet(nbase=[2, 8, 16, 32, 64], nout=3, sz=3).eval()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        run = _openvino_callable(net, torch.zeros(1, 2, 32, 32), precision="fp32")
+    finally:
+        torch.set_num_threads(before)
+    assert run.compiled.get_property("ENABLE_CPU_PINNING") is False
+    assert run.compiled.get_property("INFERENCE_NUM_THREADS") == threads
+    out, _ = run(torch.ones(1, 2, 32, 32))
+    assert out.shape == (1, 3, 32, 32) and torch.isfinite(out).all()
