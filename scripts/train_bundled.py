@@ -1,7 +1,8 @@
 """Train the bundled nuclei model ``cellpose/models/cptb_nuclei``.
 
 Usage: ``.venv/bin/python scripts/train_bundled.py [--n_iter N] [--init FILE] [--learning_rate LR] [--seed S]
-[--kinds K] [--augment basic|heavy] [--extra] [--n_extra N] [--out PATH]``
+[--kinds K [--more KIND=N ...]] [--augment basic|heavy] [--extra] [--n_extra N] [--out PATH]``, or
+``scripts/train_bundled.py --average FILE FILE ... --out PATH`` (mean of weight files, no training).
 
 Training data (``--kinds K``, the current recipe): K jittered 384² images of every kind of
 ``cellpose.data.sets`` (tissue, culture, dim, crowded, large, sparse; seeds 1000 + 100·k + i; DNA level
@@ -97,6 +98,14 @@ def training_set(size: int = 384, extra: bool = False, n_extra: int = 8, kinds: 
     return images, labels
 
 
+def _kind_count(text: str):
+    """``KIND=N`` → (KIND, N) for ``--more``."""
+    kind, sep, count = text.partition("=")
+    if not sep or not count.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected KIND=N with N >= 0, got {text!r}")
+    return kind.strip(), int(count)
+
+
 def average_weights(paths, out) -> Path:
     """Save the element-wise mean of the floating-point tensors of several weight files (a "model soup").
 
@@ -135,13 +144,15 @@ def main() -> None:
     p.add_argument("--augment", choices=("basic", "heavy"), default="basic",
                    help="crop augmentation (TrainOptions.augment)")
     p.add_argument("--kinds", type=int, default=0, help="images per kind of cellpose.data.sets (0: original recipe)")
-    p.add_argument("--more", action="append", default=[], metavar="KIND=N",
+    p.add_argument("--more", action="append", default=[], metavar="KIND=N", type=_kind_count,
                    help="with --kinds: N more images of KIND (repeatable), e.g. crowded=16")
     args = p.parse_args()
     if args.average:
         print(average_weights(args.average, args.out))
         return
-    more = {k: int(n) for k, n in (item.split("=", 1) for item in args.more)}
+    if args.more and not args.kinds:
+        p.error("--more needs --kinds")
+    more = dict(args.more)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.perf_counter()
     images, labels = training_set(extra=args.extra, n_extra=args.n_extra, kinds=args.kinds, more=more)

@@ -250,6 +250,8 @@ def test_held_out_and_training_seeds_never_overlap(monkeypatch):
         sets.training_images(per_kind=61, size=8, extra={"crowded": 40})
     with pytest.raises(ValueError, match="'bogus'"):
         sets.training_images(per_kind=1, size=8, extra={"bogus": 1})
+    with pytest.raises(ValueError, match=">= 0"):
+        sets.training_images(per_kind=5, size=8, extra={"dim": -1})
 
 
 def test_kind_image_deterministic_and_jitter_changes_intensity():
@@ -307,10 +309,17 @@ def test_annotated_keeps_the_largest_piece_of_each_label_and_drops_small_ones():
     np.testing.assert_array_equal(sets.annotated(lab, min_area=12)[1:4, 10:14], 3)
 
 
-def test_annotated_without_background():
+def test_annotated_without_background_with_huge_values_and_bad_input():
     lab = np.full((6, 6), 5, np.uint16)
     lab[:, 4:] = 9
     np.testing.assert_array_equal(sets.annotated(lab, min_area=1), lab)
+    big = np.zeros((4, 4), np.uint64)
+    big[:2, :2], big[2:, 2:] = 2 ** 60, 2 ** 60 + 1  # beyond float64's integers: must stay two labels
+    np.testing.assert_array_equal(sets.annotated(big, min_area=1), big)
+    assert sets.annotated(np.zeros((0, 3), np.uint32)).shape == (0, 3)
+    for bad in (np.full((3, 3), -1), np.zeros((3, 3), np.float32), np.zeros((2, 3, 3), np.uint32)):
+        with pytest.raises(ValueError, match="non-negative integers"):
+            sets.annotated(bad)
 
 
 @pytest.mark.parametrize("name", ["crowded", "tissue"])

@@ -191,11 +191,24 @@ def _run_on_dask(todo, *, model, plane, plan, work, client, progress) -> list:
 
 
 def label_chunk(block: int) -> Tuple[int, int]:
-    """Chunk shape of the label store for blocks of ``block`` px: a block wide and one TIFF tile row tall.
+    """Chunk shape of the label store for blocks of ``block`` px: a block wide and at most one TIFF tile row tall.
 
-    512 rows (the pyramidal TIFF's tile height) when ``block`` is a multiple of 512, else 256 when it is a
-    multiple of 256, else the whole block. Blocks stay chunk-aligned (no read-modify-write), and the TIFF writer
-    decodes every chunk once while holding one row of tiles, however wide the slide.
+    Parameters
+    ----------
+    block : int
+        Block core edge in pixels.
+
+    Returns
+    -------
+    (rows, cols) : (int, int)
+        ``cols = block``; ``rows`` = 512 (the pyramidal TIFF's tile height) when ``block`` is a multiple of 512,
+        else 256 when it is a multiple of 256 (every default block size is), else ``block``.
+
+    Notes
+    -----
+    Blocks stay chunk-aligned (no read-modify-write). With 512 or 256 rows the TIFF writer decodes every chunk
+    once while holding one row of tiles, however wide the slide; a ``block`` that is not a multiple of 256
+    keeps whole-block chunks, which a wide slide decodes once per tile row they span.
     """
     rows = next((r for r in (512, 256) if block % r == 0), block)
     return rows, block

@@ -5,8 +5,8 @@ Training draws seeds from 1000 up and jitters brightness and defocus per image; 
 9000 up with the kind's nominal values; validation sets, for choosing between trained models, seeds from 5000
 up, also nominal. The seed ranges never meet, so no held-out or validation image is trained on.
 
-Labels are annotated the way a person would draw them and the way Cellpose can output them: every nucleus is
-one connected region of at least ``MIN_LABEL_AREA`` pixels (the pipeline's default ``min_size``). Pieces of a
+Labels are annotated the way a person would draw them: every nucleus is one 4-connected region of at least
+``MIN_LABEL_AREA`` pixels (the pipeline's default ``min_size``). Pieces of a
 nucleus cut off by an overlapping neighbour, and slivers at the image edge, are background. They stay in the
 image, as an annotator would leave them unlabelled.
 
@@ -98,11 +98,11 @@ def kind_image(name: str, *, seed: int, size: int = 384, jitter: bool = False):
 
 
 def annotated(labels, *, min_area: int = MIN_LABEL_AREA):
-    """Labels as drawn by hand: the largest connected piece of each label, if it has ``min_area`` pixels.
+    """Labels as drawn by hand: the largest 4-connected piece of each label, if it has ``min_area`` pixels.
 
     Parameters
     ----------
-    labels : ndarray (Y, X) unsigned int
+    labels : ndarray (Y, X) integer, non-negative
         Generator labels (0 = background); a label may be split by an overlapping neighbour or cut by the edge.
     min_area : int
         Smallest piece kept, in pixels.
@@ -110,9 +110,20 @@ def annotated(labels, *, min_area: int = MIN_LABEL_AREA):
     Returns
     -------
     ndarray (Y, X), the dtype of ``labels``
-        A new array; other pieces and smaller labels are 0. Label values are unchanged.
+        A new array; other pieces and smaller labels are 0. Label values are unchanged. Of equal largest
+        pieces the first in raster order is kept.
+
+    Raises
+    ------
+    ValueError
+        ``labels`` is not a 2-D array of non-negative integers.
     """
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer) or (labels.size and labels.min() < 0):
+        raise ValueError(f"labels must be a 2-D array of non-negative integers, got {labels.dtype} {labels.shape}")
     out = np.zeros_like(labels)
+    if labels.size == 0:
+        return out
     for value, box in _boxes(labels):
         pieces, n = ndi.label(labels[box] == value)
         sizes = np.bincount(pieces.ravel(), minlength=n + 1)[1:]
@@ -123,7 +134,7 @@ def annotated(labels, *, min_area: int = MIN_LABEL_AREA):
 
 def _boxes(labels):
     """(label value, bounding-box slices) of every label present, from one pass over the image."""
-    values = np.unique(np.append(labels.ravel(), 0))
+    values = np.union1d(labels.ravel(), np.zeros(1, labels.dtype))
     boxes = ndi.find_objects(np.searchsorted(values, labels).astype(np.int32))
     return [(values[i], box) for i, box in enumerate(boxes, start=1) if box is not None]
 
@@ -163,8 +174,10 @@ def training_images(*, per_kind: int, size: int = 384, extra: Optional[Mapping[s
     list of (image (size, size) uint16, labels (size, size) uint32), kinds in sorted order
     """
     extra = dict(extra or {})
-    for name in extra:
+    for name, count in extra.items():
         _kind(name)
+        if int(count) < 0:
+            raise ValueError(f"extra images of {name!r} must be >= 0, got {count}")
     counts = {name: per_kind + int(extra.get(name, 0)) for name in KINDS}
     if not 1 <= per_kind <= 100 or not all(1 <= n <= 100 for n in counts.values()):
         raise ValueError(f"per_kind must be in 1..100 (seed blocks of 100 per kind) with extra included, got "

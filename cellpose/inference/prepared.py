@@ -173,6 +173,18 @@ def _openvino_callable(module: torch.nn.Module, x: torch.Tensor, *, precision: s
 def openvino_config(precision: str) -> dict:
     """OpenVINO CPU settings: the precision, torch's thread count, and no pinning of threads to cores.
 
+    Parameters
+    ----------
+    precision : {"fp32", "bf16"}
+
+    Returns
+    -------
+    dict
+        ``compile_model`` properties: ``INFERENCE_PRECISION_HINT``, ``INFERENCE_NUM_THREADS`` (torch's current
+        thread count) and ``ENABLE_CPU_PINNING`` (False).
+
+    Notes
+    -----
     OpenVINO pins its threads to cores by default, choosing the cores in each process on its own. Two Dask
     workers of one thread each were then pinned to the same core and ran at half speed (1024² network pass,
     AMD EPYC with 2 cores: 9.85 s each when run together against 4.98 s alone; unpinned 4.95 s together).
