@@ -55,8 +55,8 @@ def _pooled(results) -> dict:
 
 def synthetic_scores(model) -> dict:
     out = {}
+    pick = validation if os.environ.get("CPTB_BENCH_SET") == "validation" else held_out
     for name in sorted(KINDS):
-        pick = validation if os.environ.get("CPTB_BENCH_SET") == "validation" else held_out
         pairs = pick(name, n=N_IMAGES, size=SIZE)
         out[name] = {"at_true": _pooled([_evaluate(model, img, lab, diameter_of(lab)) for img, lab in pairs]),
                      "estimated": _pooled([_evaluate(model, img, lab, 0) for img, lab in pairs]),

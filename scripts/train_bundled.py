@@ -78,10 +78,9 @@ def training_set(size: int = 384, extra: bool = False, n_extra: int = 8, kinds: 
     """Training images and labels.
 
     ``kinds`` > 0: that many jittered images of every kind of ``cellpose.data.sets`` (seeds 1000 + 100·k + i;
-    ``more`` ({kind: n}) adds n more of a kind;
-    held-out sets use 9000+). Otherwise the original recipe: 24 mixed-size images (seeds 1000-1023,
-    diameters 8-28 px) and, with ``extra``, ``n_extra`` crowded small-nuclei (seeds 2000+, 8-14 px) and
-    ``n_extra`` large-nuclei images (seeds 3000+, 18-30 px).
+    held-out sets use 9000+), and ``more`` ({kind: n}) n more of those kinds. Otherwise the original recipe:
+    24 mixed-size images (seeds 1000-1023, diameters 8-28 px) and, with ``extra``, ``n_extra`` crowded
+    small-nuclei (seeds 2000+, 8-14 px) and ``n_extra`` large-nuclei images (seeds 3000+, 18-30 px).
     """
     if kinds:
         pairs = training_images(per_kind=kinds, size=size, extra=more)

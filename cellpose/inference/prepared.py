@@ -187,7 +187,8 @@ def openvino_config(precision: str) -> dict:
     -----
     OpenVINO pins its threads to cores by default, choosing the cores in each process on its own. Two Dask
     workers of one thread each were then pinned to the same core and ran at half speed (1024² network pass,
-    AMD EPYC with 2 cores: 9.85 s each when run together against 4.98 s alone; unpinned 4.95 s together).
+    AMD EPYC, flags avx2 avx512f avx512_bf16, 2 cores: 9.85 s each when run together against 4.98 s alone;
+    unpinned 4.95 s together).
     """
     return {"INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
             "INFERENCE_NUM_THREADS": int(torch.get_num_threads()), "ENABLE_CPU_PINNING": False}
