@@ -6,6 +6,8 @@ diameter becomes the network's ``diam_mean``, then random crops are drawn with r
 scale (×0.75–1.25); ``TrainOptions(augment="heavy")`` adds elastic deformation, blur, intensity changes, noise
 and per-crop re-normalisation (``augment.heavy_augment``). Flows are recomputed on each transformed crop, so
 they stay exact.
+``TrainOptions(seam_weight=w)`` weighs both terms by ``1 + w`` on seam pixels (``seam_pixels``: two different
+nuclei within a small window), where touching nuclei are told apart; ``w = 0`` is the plain objective.
 The saved file is an upstream-format state_dict whose ``diam_labels`` is the mean training diameter.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from .augment import AUGMENT_MODES, heavy_augment
 from .config import NormalizeOptions
@@ -29,7 +32,7 @@ from .net.weights import load_weights, save_weights
 from .preprocess import convert_image, normalize_image
 
 __all__ = ["TrainOptions", "TrainResult", "diameter_of", "loss_fn", "prepare_image", "random_crop",
-           "train_network"]
+           "seam_pixels", "train_network"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,11 @@ class TrainOptions:
         "basic": rotation, flip and scale only. "heavy": also elastic deformation, blur, gamma/contrast/
         illumination/background, noise and per-crop 1–99 percentile re-normalisation, each crop drawing from
         its own generator seeded from the sampler's (``augment.heavy_augment``).
+    seam_weight : float
+        Extra loss weight of seam pixels, those with two different nuclei within ``seam_radius`` pixels (both
+        terms; 0 = every pixel weighs 1, the Cellpose objective). Touching nuclei are told apart only there.
+    seam_radius : int
+        Half-width of the square window that defines seam pixels.
     """
 
     n_iter: int = 500
@@ -72,10 +80,15 @@ class TrainOptions:
     seed: int = 0
     log_every: int = 25
     augment: str = "basic"
+    seam_weight: float = 0.0
+    seam_radius: int = 2
 
     def __post_init__(self):
         if self.augment not in AUGMENT_MODES:
             raise ValueError(f"augment must be one of {AUGMENT_MODES}, got {self.augment!r}")
+        if not self.seam_weight >= 0 or not isinstance(self.seam_radius, int) or self.seam_radius < 1:
+            raise ValueError(f"seam_weight must be >= 0 and seam_radius >= 1, got {self.seam_weight!r} and "
+                             f"{self.seam_radius!r}")
 
 
 @dataclass
@@ -142,17 +155,52 @@ def random_crop(img: np.ndarray, labels: np.ndarray, *, rng: np.random.Generator
     return out.astype(np.float32), lab.astype(np.int32)
 
 
-def _targets(lab: np.ndarray) -> np.ndarray:
-    """(3, h, w) float32 targets of one crop: 5 × flows (dY, dX) and the cell mask."""
+def seam_pixels(lab: np.ndarray, *, radius: int) -> np.ndarray:
+    """Pixels that have two different nuclei within a (2·radius + 1)² window.
+
+    Parameters
+    ----------
+    lab : ndarray (h, w) integer
+        Labels, 0 = background.
+    radius : int
+        Half-width of the window.
+
+    Returns
+    -------
+    seam : ndarray (h, w) bool
+        Inside nuclei next to another nucleus, and the background gap between two nuclei.
+    """
+    size = 2 * radius + 1
+    labs = lab.astype(np.int64)
+    none = int(labs.max()) + 1
+    high = ndimage.maximum_filter(labs, size=size, mode="constant", cval=0)
+    low = ndimage.minimum_filter(np.where(labs > 0, labs, none), size=size, mode="constant", cval=none)
+    return (high > 0) & (low < high)
+
+
+def _targets(lab: np.ndarray, *, seam_weight: float = 0.0, seam_radius: int = 2) -> np.ndarray:
+    """(4, h, w) float32 targets of one crop: 5 × flows (dY, dX), the cell mask and the per-pixel loss weight."""
     flows = masks_to_flows(lab)
-    return np.concatenate([5.0 * flows, (lab > 0)[None]]).astype(np.float32)
+    weight = np.ones(lab.shape, np.float32)
+    if seam_weight:
+        weight += np.float32(seam_weight) * seam_pixels(lab, radius=seam_radius)
+    return np.concatenate([5.0 * flows, (lab > 0)[None], weight[None]]).astype(np.float32)
 
 
 def loss_fn(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cellpose objective: half the MSE of the flows plus BCE-with-logits of the cell probability."""
-    flow_loss = F.mse_loss(y[:, :2], target[:, :2]) / 2.0
-    prob_loss = F.binary_cross_entropy_with_logits(y[:, 2], target[:, 2])
-    return flow_loss + prob_loss
+    """Cellpose objective: half the MSE of the flows plus BCE-with-logits of the cell probability.
+
+    ``target`` is (B, 3, h, w) (flows, mask) or (B, 4, h, w) with a per-pixel weight as its fourth channel;
+    both terms are then means of weight × error over pixels, not normalised by the weights (weights of 1 give
+    the plain objective; larger weights also scale the whole loss up).
+    """
+    if target.shape[1] < 4:
+        target = torch.cat([target, torch.ones_like(target[:, :1])], dim=1)
+    weight = target[:, 3]
+    flow_err = ((y[:, :2] - target[:, :2]) ** 2).mean(1)
+    flow_loss = (flow_err * weight).mean() / 2.0
+    prob_err = F.binary_cross_entropy_with_logits(y[:, 2], target[:, 2], reduction="none")
+    return flow_loss + (prob_err * weight).mean()
 
 
 class _Sampler:
@@ -171,7 +219,7 @@ class _Sampler:
             if o.augment == "heavy":
                 x, crop = heavy_augment(x, crop, rng=np.random.default_rng(self.rng.integers(2 ** 63)))
             xs.append(x)
-            ys.append(_targets(crop))
+            ys.append(_targets(crop, seam_weight=o.seam_weight, seam_radius=o.seam_radius))
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
 
 

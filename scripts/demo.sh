@@ -9,4 +9,4 @@ bash scripts/setup.sh
 mkdir -p demo
 .venv/bin/python -m cellpose.data make --preset exemplar --crop 1024 1024 --out demo
 .venv/bin/python -m cellpose --dir demo --chan 1 --save_tif --profile "$@"
-.venv/bin/python -m cellpose.metrics demo/exemplar_masks.tif demo/exemplar.ome_cp_masks.tif
+.venv/bin/python -m cellpose.metrics demo/exemplar_masks.tif demo/exemplar.ome_cp_masks.tif --annotated

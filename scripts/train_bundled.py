@@ -145,22 +145,28 @@ def main() -> None:
     p.add_argument("--kinds", type=int, default=0, help="images per kind of cellpose.data.sets (0: original recipe)")
     p.add_argument("--more", action="append", default=[], metavar="KIND=N", type=_kind_count,
                    help="with --kinds: N more images of KIND (repeatable), e.g. crowded=16")
+    p.add_argument("--seam_weight", type=float, default=0.0,
+                   help="extra loss weight where two nuclei meet (TrainOptions.seam_weight)")
     args = p.parse_args()
     if args.average:
         print(average_weights(args.average, args.out))
         return
     if args.more and not args.kinds:
         p.error("--more needs --kinds")
+    if not args.seam_weight >= 0:
+        p.error(f"--seam_weight must be >= 0, got {args.seam_weight}")
     more = dict(args.more)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.perf_counter()
     images, labels = training_set(extra=args.extra, n_extra=args.n_extra, kinds=args.kinds, more=more)
     options = TrainOptions(n_iter=args.n_iter, batch_size=8, bsize=112, learning_rate=args.learning_rate,
-                           diam_mean=17.0, seed=args.seed, log_every=20, augment=args.augment)
+                           diam_mean=17.0, seed=args.seed, log_every=20, augment=args.augment,
+                           seam_weight=args.seam_weight)
     result = train_network(images, labels, options=options, net=load_pretrained(args.init) if args.init else None)
     out = save_trained(result, args.out, fp16=True)
     log = {"n_iter": args.n_iter, "init": args.init, "learning_rate": args.learning_rate, "seed": args.seed,
            "extra": args.extra, "n_extra": args.n_extra, "augment": args.augment, "kinds": args.kinds, "more": more,
+           "seam_weight": args.seam_weight,
            "train_seconds": result.seconds, "total_seconds": time.perf_counter() - t0,
            "diam_labels": result.diam_labels, "loss_first10": float(np.mean(result.losses[:10])),
            "loss_last20": float(np.mean(result.losses[-20:]))}

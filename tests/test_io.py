@@ -287,6 +287,31 @@ def test_seg_npy_round_trip(tmp_path, rng):
     assert dp3.dtype == np.float32 and np.array_equal(dp3, np.concatenate([flows[1], flows[2][None]]))
 
 
+def test_seg_flows_of_one_eval_output_are_not_copied(tmp_path, rng):
+    masks, flows = _seg_inputs(rng)
+    y = np.ascontiguousarray(np.concatenate([flows[1], flows[2][None]]))
+    seg = outputs.build_seg("x.tif", masks=masks, flows=[flows[0], y[:2], y[2]], diameter=20, channels=None)
+    assert seg["flows"][4] is y
+    swapped = outputs.build_seg("x.tif", masks=masks, flows=[flows[0], y[1:], y[0]], diameter=20, channels=None)
+    assert not np.shares_memory(swapped["flows"][4], y)
+    assert np.array_equal(swapped["flows"][4], np.concatenate([y[1:], y[:1]]))
+    not_next = outputs.build_seg("x.tif", masks=masks, flows=[flows[0], y[:2], y[1]], diameter=20, channels=None)
+    assert not np.shares_memory(not_next["flows"][4], y) and np.array_equal(not_next["flows"][4][2], y[1])
+    strided = np.ascontiguousarray(np.concatenate([y, y]))[::2]
+    every_other = outputs.build_seg("x.tif", masks=masks, flows=[flows[0], strided[:2], strided[2]], diameter=20,
+                                    channels=None)
+    assert np.array_equal(every_other["flows"][4], strided[:3])
+    path = outputs.save_seg_npy(tmp_path / "x.tif", masks=masks, flows=[flows[0], y[:2], y[2]], diameter=20,
+                                channels=None)
+    assert np.array_equal(np.load(path, allow_pickle=True).item()["flows"][4], y)
+    for array in (y, masks, flows[0]):
+        array.flags.writeable = False
+    path = outputs.save_seg_npy(tmp_path / "x.tif", masks=masks, flows=[flows[0], y[:2], y[2]], diameter=20,
+                                channels=None)
+    back = np.load(path, allow_pickle=True).item()
+    assert all(a.flags.writeable for a in (back["masks"], back["outlines"], back["flows"][0], back["flows"][4]))
+
+
 @pytest.mark.parametrize("top, dtype", [(65534, np.uint16), (65535, np.uint32), (70000, np.uint32)])
 def test_seg_npy_label_limit(top, dtype):
     masks = np.zeros((30, 30), np.uint32)

@@ -32,6 +32,18 @@ def test_cli_prints_the_average_precision_of_tiff_and_seg_npy(tmp_path, capsys):
         assert "AP@0.5 0.500" in out and "(true 3, predicted 3)" in out
 
 
+def test_cli_annotated_drops_slivers_and_second_pieces(tmp_path, capsys):
+    true, pred = _labels()
+    true[38:40, 0:3] = 7            # a 6-px sliver at the edge: no segmenter reports it
+    true[20:30, 32:36] = 2          # a second piece of label 2, cut off by a neighbour
+    tifffile.imwrite(tmp_path / "t.tif", true)
+    tifffile.imwrite(tmp_path / "p.tif", pred)
+    assert main([str(tmp_path / "t.tif"), str(tmp_path / "p.tif"), "--annotated"]) == 0
+    raw, fixed = capsys.readouterr().out.strip().splitlines()
+    assert "(true 4, predicted 3)" in raw and "annotated ground truth" in fixed
+    assert "AP@0.5 0.500" in fixed and "(true 3, predicted 3)" in fixed
+
+
 def test_cli_missing_file_is_a_clear_error(tmp_path):
     tifffile.imwrite(tmp_path / "t.tif", _labels()[0])
     run = subprocess.run([sys.executable, "-m", "cellpose.metrics", str(tmp_path / "t.tif"),

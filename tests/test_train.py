@@ -14,7 +14,7 @@ from cellpose.data import make_image
 from cellpose.models import CellposeModel
 from cellpose.net.weights import load_weights
 from cellpose.train import (TrainOptions, diameter_of, loss_fn, prepare_image, random_crop, save_trained,
-                            train_network, _targets)
+                            seam_pixels, train_network, _targets)
 from cellpose.augment import heavy_augment
 from cellpose.train import _Sampler
 
@@ -74,8 +74,47 @@ def test_targets_are_five_unit_flows_and_mask():
     lab[10:30, 10:30] = 1
     t = _targets(lab)
     norm = np.hypot(t[0], t[1])
-    assert t.shape == (3, 40, 40) and np.allclose(norm[lab > 0].max(), 5.0)
+    assert t.shape == (4, 40, 40) and np.allclose(norm[lab > 0].max(), 5.0)
     assert np.array_equal(t[2] > 0, lab > 0)
+    assert np.all(t[3] == 1.0)
+
+
+def test_seam_pixels_are_where_two_nuclei_meet():
+    lab = np.zeros((30, 40), np.int32)
+    lab[5:25, 5:20] = 1
+    lab[5:25, 21:35] = 2
+    lab[0:3, 37:40] = 3
+    seam = seam_pixels(lab, radius=2)
+    assert seam[10, 19:22].all()
+    assert not seam[10, 15] and not seam[10, 25] and not seam[1, 38]
+    assert not seam[10, 18] and not seam[10, 22]
+    assert not seam_pixels(np.where(lab == 1, 1, 0), radius=3).any()
+
+
+def test_seam_weight_raises_the_loss_where_nuclei_touch():
+    lab = np.zeros((32, 32), np.int32)
+    lab[4:28, 4:16] = 1
+    lab[4:28, 16:28] = 2
+    t = _targets(lab, seam_weight=4.0, seam_radius=1)
+    assert t[3].max() == 5.0 and np.array_equal(t[3] > 1, seam_pixels(lab, radius=1))
+    target = torch.from_numpy(np.stack([t]))
+    plain = target[:, :3]
+    y = torch.zeros(1, 3, 32, 32)
+    y[:, :, :, 14:18] = 3.0
+    assert float(loss_fn(y, target)) > float(loss_fn(y, plain)) * 1.2
+    unweighted = torch.from_numpy(np.stack([_targets(lab)]))
+    assert float(loss_fn(y, unweighted)) == pytest.approx(float(loss_fn(y, plain)), rel=1e-6)
+
+
+def test_seam_options_are_checked():
+    with pytest.raises(ValueError, match="seam_weight"):
+        TrainOptions(seam_weight=-1.0)
+    with pytest.raises(ValueError, match="seam_radius"):
+        TrainOptions(seam_radius=0)
+    with pytest.raises(ValueError, match="seam_weight"):
+        TrainOptions(seam_weight=float("nan"))
+    with pytest.raises(ValueError, match="seam_radius"):
+        TrainOptions(seam_radius=1.5)
 
 
 def test_saved_fp16_file_loads_as_float32_and_segments(dataset, tmp_path):
@@ -180,7 +219,7 @@ def test_sampler_heavy_batches_differ_from_basic(nuclei_256):
     opts = dict(batch_size=2, bsize=64, seed=0)
     basic = _Sampler([(img, lab, 1.0)], TrainOptions(**opts), np.random.default_rng(0)).batch()
     heavy = _Sampler([(img, lab, 1.0)], TrainOptions(augment="heavy", **opts), np.random.default_rng(0)).batch()
-    assert basic[0].shape == heavy[0].shape == (2, 2, 64, 64) and heavy[1].shape == (2, 3, 64, 64)
+    assert basic[0].shape == heavy[0].shape == (2, 2, 64, 64) and heavy[1].shape == (2, 4, 64, 64)
     assert not torch.equal(basic[0], heavy[0])
 
 

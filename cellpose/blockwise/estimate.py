@@ -11,12 +11,14 @@ GUIDELINES.md, section "Whole slides"):
   (region 15.3 Mpx): 1,562-1,579 MB per worker;
 * the driver (client, scheduler, the nanny processes) adds ``DRIVER_BASE_MB``;
 * time: ``NETWORK_S_PER_MPX`` per million tile pixels the network runs on one thread (divided by the
-  threads a worker has), plus ``DYNAMICS_S_PER_MPX`` (exact) or ``FAST_DYNAMICS_S_PER_MPX`` (``--dynamics
-  fast``) per million region pixels. The network figure is exact fp32 PyTorch's for every variant, so with
-  ``--preset fast`` the time is an upper bound: the ``lung`` preset with ``--preset fast --dynamics fast``
-  (OpenVINO bf16, 2 workers of 1 thread, AMD EPYC, flags avx2 avx512f avx512_bf16) was estimated at
-  14.7 min and took 7.0 min. (The network-stage speed-ups of GUIDELINES.md section 7 did not carry over to
-  blocks in workers: applied here they predicted 3.6 min.)
+  threads a worker has) and divided by the variant's network speed-up (``NETWORK_SPEEDUP``), plus
+  ``DYNAMICS_S_PER_MPX`` (exact) or ``FAST_DYNAMICS_S_PER_MPX`` (``--dynamics fast``) per million region
+  pixels. The speed-ups are the exemplar-size network-stage ratios of GUIDELINES.md section 7 (AMD EPYC,
+  flags avx2 avx512f avx512_bf16, no AMX); a variant not in the table (CUDA, fp16) keeps exact's time, an
+  upper bound. The ``lung`` preset with ``--preset fast --dynamics fast`` (OpenVINO bf16, 2 workers of 1
+  thread, same CPU) took 235.6 s once OpenVINO stopped pinning its threads (GUIDELINES.md section 10); this
+  model predicts 3.6 min for it. Before that fix it took 421 s, which is why an earlier version of this
+  model kept exact's network time for every variant.
 * the OpenVINO backend adds ``OPENVINO_MB`` per worker (its compiled network and buffers; measured on the
   ``lung`` preset with ``--preset fast``: 1,767-1,877 MB per worker against 1,640 MB predicted without it).
 
@@ -31,7 +33,8 @@ from .blocks import BlockPlan
 from .worker import network_target
 
 __all__ = ["Estimate", "estimate", "WORKER_BASE_MB", "ACTIVATION_MB_PER_TILE", "BYTES_PER_REGION_PX",
-           "DRIVER_BASE_MB", "NETWORK_S_PER_MPX", "DYNAMICS_S_PER_MPX", "FAST_DYNAMICS_S_PER_MPX", "OPENVINO_MB"]
+           "DRIVER_BASE_MB", "NETWORK_S_PER_MPX", "DYNAMICS_S_PER_MPX", "FAST_DYNAMICS_S_PER_MPX", "OPENVINO_MB",
+           "NETWORK_SPEEDUP", "network_speedup"]
 
 WORKER_BASE_MB = 450.0
 ACTIVATION_MB_PER_TILE = 88.0
@@ -41,6 +44,12 @@ NETWORK_S_PER_MPX = 14.0
 DYNAMICS_S_PER_MPX = 0.3
 FAST_DYNAMICS_S_PER_MPX = 0.1
 OPENVINO_MB = 240.0
+NETWORK_SPEEDUP = {  # (backend, precision, channels_last) -> network stage vs exact; channels_last None: either
+    ("torch", "fp32", False): 1.0, ("torch", "fp32", True): 1.40,
+    ("torch", "bf16", False): 2.28, ("torch", "bf16", True): 2.91,
+    ("compile", "fp32", None): 1.64, ("compile", "bf16", None): 3.26,
+    ("openvino", "fp32", None): 2.06, ("openvino", "bf16", None): 4.15,
+}
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,28 @@ def _variant_mb(variant) -> float:
     return OPENVINO_MB if variant is not None and variant.backend == "openvino" else 0.0
 
 
+def network_speedup(variant) -> float:
+    """Network-stage speed-up of a resolved variant over exact fp32 PyTorch.
+
+    Parameters
+    ----------
+    variant : cellpose.variants.NetVariant or None
+        Resolved for the device (None: the exact network).
+
+    Returns
+    -------
+    float
+        From ``NETWORK_SPEEDUP``; 1.0 for exact and for variants not measured there (an upper bound on time).
+    """
+    if variant is None:
+        return 1.0
+    for layout in (bool(variant.channels_last), None):
+        key = (variant.backend, variant.precision, layout)
+        if key in NETWORK_SPEEDUP:
+            return NETWORK_SPEEDUP[key]
+    return 1.0
+
+
 def estimate(plan: BlockPlan, *, workers: int = 1, threads: int = 2) -> Estimate:
     """Predict peak RSS and wall time of ``plan`` on ``workers`` processes of ``threads`` threads each.
 
@@ -108,5 +139,6 @@ def estimate(plan: BlockPlan, *, workers: int = 1, threads: int = 2) -> Estimate
     net_mpx = sum(_network_pixels(plan, k) for k in range(grid.nblocks)) / 1e6
     region_mpx = sum((r[1] - r[0]) * (r[3] - r[2]) for r in map(grid.region, range(grid.nblocks))) / 1e6
     dynamics = FAST_DYNAMICS_S_PER_MPX if plan.dynamics.impl == "fast" else DYNAMICS_S_PER_MPX
-    cpu_s = NETWORK_S_PER_MPX * net_mpx / max(1, threads) + dynamics * region_mpx
+    network_s = NETWORK_S_PER_MPX * net_mpx / max(1, threads) / network_speedup(plan.variant)
+    cpu_s = network_s + dynamics * region_mpx
     return Estimate(worker_mb, total_mb, cpu_s / busy, grid.nblocks, max(1, workers))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
@@ -23,6 +24,7 @@ from scipy import ndimage
 
 from ..profiling import stage
 from .atomic import atomic_write
+from .outlines import plane_outlines
 from .tiff import imsave
 
 __all__ = [
@@ -121,22 +123,14 @@ def _external_contours(label_crop: np.ndarray) -> Sequence[np.ndarray]:
     return [c.reshape(-1, 2) - 1 for c in contours]
 
 
-def _plane_outlines(plane: np.ndarray, out: np.ndarray) -> None:
-    """Set ``out`` (bool (Ly, Lx)) on the external-contour pixels of every label of ``plane``."""
-    for label, box in enumerate(ndimage.find_objects(plane), start=1):
-        if box is None:
-            continue
-        for contour in _external_contours(plane[box] == label):
-            out[contour[:, 1] + box[0].start, contour[:, 0] + box[1].start] = True
-
-
 def masks_to_outlines(masks: np.ndarray) -> np.ndarray:
     """Outline pixels of every mask.
 
     Definition: the pixels OpenCV traces as the *external* contours of each label (``RETR_EXTERNAL``,
     all points), i.e. the pixels of the label that touch (4-neighbourhood, image border included) the
     background that surrounds it; the rims of holes are not outlines, and every disconnected piece of a
-    label gets its own outline. Identical to upstream's outlines.
+    label gets its own outline unless it lies in a hole of another piece. Identical to upstream's outlines;
+    computed in one compiled pass (``cellpose.io.outlines``), not one OpenCV call per label.
 
     Parameters
     ----------
@@ -148,8 +142,10 @@ def masks_to_outlines(masks: np.ndarray) -> np.ndarray:
     """
     masks = _check_masks(masks)
     out = np.zeros(masks.shape, dtype=bool)
+    if masks.size == 0:
+        return out
     for plane, plane_out in zip(masks.reshape((-1,) + masks.shape[-2:]), out.reshape((-1,) + masks.shape[-2:])):
-        _plane_outlines(plane, plane_out)
+        plane_outlines(plane, plane_out)
     return out
 
 
@@ -238,13 +234,15 @@ def build_seg(image_path: PathLike, *, masks: np.ndarray, flows, diameter: float
         ``masks`` uint16 (uint32 when max label >= 65535), ``outlines`` (same dtype, label on outline
         pixels), ``chan_choose`` list, ``ismanual`` bool (nmasks,), ``filename`` str, ``diameter`` float,
         ``flows`` = [rgb (Z|1, Ly, Lx, 3) uint8, cellprob (Z|1, Ly, Lx) uint8, zeros (Z|1, Ly, Lx, 3) uint8,
-        [], float32 (3, Ly, Lx) = (dY, dX, cellprob) (3D: (4, Z, Ly, Lx))].
+        [], float32 (3, Ly, Lx) = (dY, dX, cellprob) (3D: (4, Z, Ly, Lx))]. ``masks`` and ``flows[4]`` may share
+        memory with the inputs (``flows[4]`` is the array whose planes ``dP`` and ``cellprob`` are, as
+        ``eval`` returns them); copy before changing them in place.
     """
     masks = _check_masks(masks)
     rgb, dp, cellprob = _split_flows(flows, masks.shape)
     planes = (-1,) + masks.shape[-2:]
-    stored = masks.astype(_seg_masks_dtype(masks), copy=False)
-    rgb = rgb.astype(np.uint8, copy=False).reshape(planes + (3,))
+    stored = _writable(masks.astype(_seg_masks_dtype(masks), copy=False))
+    rgb = _writable(rgb.astype(np.uint8, copy=False).reshape(planes + (3,)))
     return {
         "masks": stored,
         "outlines": masks_to_outlines(stored) * stored,
@@ -253,8 +251,47 @@ def build_seg(image_path: PathLike, *, masks: np.ndarray, flows, diameter: float
         "filename": os.fspath(image_path),
         "diameter": float(diameter) if diameter is not None else 0.0,
         "flows": [rgb, cellprob_to_uint8(cellprob).reshape(planes), np.zeros_like(rgb), [],
-                  np.concatenate([dp.astype(np.float32), cellprob.astype(np.float32)[np.newaxis]], axis=0)],
+                  _stacked_flows(dp, cellprob)],
     }
+
+
+def _address(array: np.ndarray) -> int:
+    """Address of the first element."""
+    return array.__array_interface__["data"][0]
+
+
+def _writable(array: np.ndarray) -> np.ndarray:
+    """``array``, or a copy of it when it is read-only (pickled in-band, it would load read-only)."""
+    return array if array.flags.writeable else array.copy()
+
+
+def _stacked_flows(dp: np.ndarray, cellprob: np.ndarray) -> np.ndarray:
+    """(dY, dX, cellprob) as one float32 array; no copy when they already are consecutive planes of one.
+
+    ``eval`` returns ``dP = y[:2]`` and ``cellprob = y[2]`` of its (3, Ly, Lx) output, so the usual case
+    costs nothing (a 3,138 × 2,509 image would otherwise copy 94 MB).
+    """
+    base = dp.base
+    layout_ok = (isinstance(base, np.ndarray) and cellprob.base is base and base.dtype == np.float32
+                 and base.shape == (dp.shape[0] + 1,) + dp.shape[1:]
+                 and all(a.flags.c_contiguous for a in (base, dp, cellprob)))
+    if layout_ok and _address(dp) == _address(base) and _address(cellprob) == _address(base) + dp.nbytes:
+        return _writable(base)
+    return np.concatenate([dp.astype(np.float32), cellprob.astype(np.float32)[np.newaxis]], axis=0)
+
+
+def _save_pickled(path: PathLike, obj: dict) -> None:
+    """``np.save(path, obj, allow_pickle=True)`` with pickle protocol 5, which writes array buffers directly.
+
+    ``np.save`` pickles with protocol 4, which first copies every array into a bytes object (180 MB for
+    a 3,138 × 2,509 ``_seg.npy``). The file is the same .npy object array; ``np.load(allow_pickle=True)``
+    reads it (Python >= 3.8).
+    """
+    holder = np.empty((), dtype=object)
+    holder[()] = obj
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, np.lib.format.header_data_from_array_1_0(holder))
+        pickle.dump(holder, fh, protocol=5)
 
 
 def save_seg_npy(image_path: PathLike, *, masks: np.ndarray, flows, diameter: float,
@@ -284,7 +321,7 @@ def save_seg_npy(image_path: PathLike, *, masks: np.ndarray, flows, diameter: fl
         seg = build_seg(image_path, masks=masks, flows=flows, diameter=diameter, channels=channels)
         path = folder / f"{_basename(image_path)}_seg.npy"
         with atomic_write(path) as tmp:
-            np.save(tmp, seg, allow_pickle=True)
+            _save_pickled(tmp, seg)
         handle.add(pixels=int(seg["masks"].size), cells=int(seg["ismanual"].size))
     return path
 
