@@ -1,7 +1,8 @@
 """Train the bundled nuclei model ``cellpose/models/cptb_nuclei``.
 
 Usage: ``.venv/bin/python scripts/train_bundled.py [--n_iter N] [--init FILE] [--learning_rate LR] [--seed S]
-[--kinds K [--more KIND=N ...]] [--augment basic|heavy] [--extra] [--n_extra N] [--out PATH]``, or
+[--kinds K [--more KIND=N ...]] [--augment basic|heavy] [--seam_weight W] [--extra] [--n_extra N]
+[--out PATH]``, or
 ``scripts/train_bundled.py --average FILE FILE ... --out PATH`` (mean of weight files, no training).
 
 Training data (``--kinds K``, the current recipe): K jittered 384² images of every kind of
@@ -44,7 +45,7 @@ can never produce were targets). AMD EPYC, flags avx2 avx512f avx512_bf16, 2 cor
 10. ``--init <phase 9> --kinds 32 --more crowded=32 --more dim=16 --augment heavy --n_iter 1000
     --learning_rate 1e-4 --seed 10``  1278 s, loss 0.455 → 0.361
 11. ``--average <phase 9> <phase 10>``: the element-wise mean of the two (a "model soup"; ``diam_labels``
-    19.52 from phase 9, whose images are the uniform mix). **Shipped.**
+    19.52 from phase 9, whose images are the uniform mix). Shipped until phase 14.
 
 The choice among phase 7, 9, 10 and the means of 7+9, 7+10 and 9+10 was made on a validation set (4 images
 of every kind, ``sets.validation``, seeds 5000 + 100·k + i, disjoint from training and held-out seeds;
@@ -52,8 +53,23 @@ of every kind, ``sets.validation``, seeds 5000 + 100·k + i, disjoint from train
 true diameter, ties (within 0.001) to the highest minimum. Mean / minimum: phase 7 0.946 / 0.919, phase 9
 0.949 / 0.926, 7+9 0.951 / 0.925, phase 10 0.953 / 0.921, 7+10 0.951 / 0.920, 9+10 0.953 / 0.928.
 
+Phases 12-13 add ``--seam_weight`` (``TrainOptions.seam_weight``): pixels with two different nuclei within 2 px
+weigh ``1 + w`` in both loss terms, aimed at the merged and split touching pairs that were most of the misses
+left in dim and sparse. AMD EPYC, flags avx2 avx512f avx512_bf16, 2 cores:
+
+12. ``--init <11> --kinds 32 --more dim=16 --more sparse=16 --augment heavy --n_iter 1000 --learning_rate 1e-4
+    --seed 12 --seam_weight 4``  1578 s (other jobs ran during part of it), weighted loss 0.717 → 0.964
+13. ``--init <mean of 11 and 12> --kinds 32 --more dim=32 --more sparse=16 --augment heavy --n_iter 1000
+    --learning_rate 1e-4 --seed 13 --seam_weight 8``  1382 s, weighted loss 1.385 → 1.352
+14. ``--average <11> <12>``: **shipped** (``diam_labels`` 19.52 from phase 11).
+
+Chosen on the validation set with 8 images per kind (``CPTB_BENCH_SET=validation CPTB_BENCH_N=8``; the same
+rule: highest mean, ties within 0.001 to the highest minimum). Mean / minimum (dim was the minimum for all):
+11 0.952 / 0.928, 12 0.954 / 0.932, mean of 11+12 0.955 / 0.938, 13 0.952 / 0.936, mean of (11+12) and 13
+0.955 / 0.936, uniform mean of 11, 12, 13 0.955 / 0.936, mean of 12+13 0.953 / 0.934.
+
 (Loss: mean of the first 10 and last 20 steps of a phase; heavy-augmentation losses are not comparable with
-basic ones.)
+basic ones, nor seam-weighted ones with unweighted ones.)
 """
 from __future__ import annotations
 
