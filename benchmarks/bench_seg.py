@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import time
 
-import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -31,10 +30,7 @@ def opencv_outlines(masks: np.ndarray) -> np.ndarray:
     for label, box in enumerate(ndimage.find_objects(masks), start=1):
         if box is None:
             continue
-        padded = np.pad((masks[box] == label).astype(np.uint8), 1)
-        contours, _ = cv2.findContours(padded, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        for c in contours:
-            xy = c.reshape(-1, 2) - 1
+        for xy in outputs._external_contours(masks[box] == label):
             out[xy[:, 1] + box[0].start, xy[:, 0] + box[1].start] = True
     return out
 

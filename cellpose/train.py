@@ -194,9 +194,7 @@ def loss_fn(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     both terms are then means of weight × error over pixels, not normalised by the weights (weights of 1 give
     the plain objective; larger weights also scale the whole loss up).
     """
-    if target.shape[1] < 4:
-        target = torch.cat([target, torch.ones_like(target[:, :1])], dim=1)
-    weight = target[:, 3]
+    weight = target[:, 3] if target.shape[1] > 3 else 1.0
     flow_err = ((y[:, :2] - target[:, :2]) ** 2).mean(1)
     flow_loss = (flow_err * weight).mean() / 2.0
     prob_err = F.binary_cross_entropy_with_logits(y[:, 2], target[:, 2], reduction="none")

@@ -17,8 +17,9 @@ GUIDELINES.md, section "Whole slides"):
   flags avx2 avx512f avx512_bf16, no AMX); a variant not in the table (CUDA, fp16) keeps exact's time, an
   upper bound. The ``lung`` preset with ``--preset fast --dynamics fast`` (OpenVINO bf16, 2 workers of 1
   thread, same CPU) took 235.6 s once OpenVINO stopped pinning its threads (GUIDELINES.md section 10); this
-  model predicts 3.6 min for it. The whole ``wd`` slide, same settings: 1,565 s measured, 1,579 s predicted. Before that fix it took 421 s, which is why an earlier version of this
-  model kept exact's network time for every variant.
+  model predicts 3.6 min for it. Before that fix it took 421 s, which is why an earlier version of this model
+  kept exact's network time for every variant. The whole ``wd`` slide, same settings and CPU, after the fix:
+  1,565 s measured, 1,579 s predicted.
 * the OpenVINO backend adds ``OPENVINO_MB`` per worker (its compiled network and buffers; measured on the
   ``lung`` preset with ``--preset fast``: 1,767-1,877 MB per worker against 1,640 MB predicted without it).
 

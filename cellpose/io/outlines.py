@@ -34,11 +34,11 @@ def _seed_frame(h, w, seen, stack):
     """Push every cell of the one-pixel frame of an (h, w) grown box; return the stack height."""
     top = 0
     for i in range(h):
-        for j in range(w):
-            if i == 0 or j == 0 or i == h - 1 or j == w - 1:
-                seen[i * w + j] = 1
-                stack[top] = i * w + j
-                top += 1
+        step = 1 if i == 0 or i == h - 1 else w - 1
+        for j in range(0, w, step):
+            seen[i * w + j] = 1
+            stack[top] = i * w + j
+            top += 1
     return top
 
 
