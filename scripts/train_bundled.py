@@ -61,12 +61,27 @@ left in dim and sparse. AMD EPYC, flags avx2 avx512f avx512_bf16, 2 cores:
     --seed 12 --seam_weight 4``  1578 s (other jobs ran during part of it), weighted loss 0.717 → 0.964
 13. ``--init <mean of 11 and 12> --kinds 32 --more dim=32 --more sparse=16 --augment heavy --n_iter 1000
     --learning_rate 1e-4 --seed 13 --seam_weight 8``  1382 s, weighted loss 1.385 → 1.352
-14. ``--average <11> <12>``: **shipped** (``diam_labels`` 19.52 from phase 11).
+14. ``--average <11> <12>``: shipped until phase 17 (``diam_labels`` 19.52 from phase 11).
 
 Chosen on the validation set with 8 images per kind (``CPTB_BENCH_SET=validation CPTB_BENCH_N=8``; the same
 rule: highest mean, ties within 0.001 to the highest minimum). Mean / minimum (dim was the minimum for all):
 11 0.952 / 0.928, 12 0.954 / 0.932, mean of 11+12 0.955 / 0.938, 13 0.952 / 0.936, mean of (11+12) and 13
 0.955 / 0.936, uniform mean of 11, 12, 13 0.955 / 0.936, mean of 12+13 0.953 / 0.934.
+
+Phases 15-16 (2026-11-30, evening; AMD EPYC, flags avx2 avx512f avx512_bf16, 2 cores, nothing else running):
+
+15. ``--init <14> --kinds 32 --more dim=24 --more sparse=24 --augment heavy --n_iter 1000 --learning_rate 1e-4
+    --seed 15 --seam_weight 4``  1238 s, weighted loss 0.833 → 0.791
+16. ``--init <mean of 14 and 15> --kinds 32 --more dim=32 --more sparse=24 --augment heavy --n_iter 1000
+    --learning_rate 1e-4 --seed 16 --seam_weight 4``  1216 s, weighted loss 0.674 → 0.724
+17. ``--average <14> <15>``: **shipped** (``diam_labels`` 19.52 from phase 14).
+
+Validation, 8 images per kind, same rule. Mean / minimum (dim was the minimum for all): 14 0.9546 / 0.9376,
+15 0.9537 / 0.9339, **mean of 14+15 0.9559 / 0.9385**, uniform mean of 11, 12, 15 0.9558 / 0.9384, mean of
+12+15 0.9554 / 0.9370, 16 0.9546 / 0.9370, mean of (14+15) and 16 0.9551 / 0.9385, uniform mean of 14, 15,
+16 0.9554 / 0.9385. The default thresholds were checked on the same images with phase 14: cell probability
+-1, -0.5, 0, 0.5, 1 by flow threshold 0.4, 0.6, off; (0, 0.4) and (0.5, 0.4) were best (mean 0.9546 and
+0.9547), so the defaults stay.
 
 (Loss: mean of the first 10 and last 20 steps of a phase; heavy-augmentation losses are not comparable with
 basic ones, nor seam-weighted ones with unweighted ones.)

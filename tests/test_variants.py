@@ -273,3 +273,22 @@ def test_openvino_threads_follow_torch_and_are_not_pinned(threads):
     assert run.compiled.get_property("INFERENCE_NUM_THREADS") == threads
     out, _ = run(torch.ones(1, 2, 32, 32))
     assert out.shape == (1, 3, 32, 32) and torch.isfinite(out).all()
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed (pip install 'cellpose-tb[openvino]')")
+@pytest.mark.parametrize("n", [3, 4, 7, 9])
+def test_openvino_takes_big_batches_in_chunks_with_one_build(n):
+    # chunks of OPENVINO_BATCH; the short last one is zero-padded, not built again
+    from cellpose.inference.prepared import OPENVINO_BATCH, PreparedNet
+    from cellpose.net.cpnet import CPnet
+    torch.manual_seed(n)
+    net = CPnet(nbase=[2, 8, 16, 32, 64], nout=3, sz=3).eval()
+    prepared = PreparedNet(net, variant=variants.NetVariant(precision="fp32", backend="openvino"), device="cpu")
+    x = torch.randn(n, 2, 32, 32)
+    out, style = prepared(x)
+    with torch.no_grad():
+        ref_out, ref_style = net(x)[:2]
+    assert out.shape == ref_out.shape and style.shape == ref_style.shape
+    assert _rel(out.numpy(), ref_out.numpy()) <= FP32_BOUND
+    assert _rel(style.numpy(), ref_style.numpy()) <= FP32_BOUND
+    assert prepared.builds == 1 and prepared._batch[(2, 32, 32)] == min(n, OPENVINO_BATCH)
