@@ -184,15 +184,16 @@ def main() -> None:
         return
     if args.more and not args.kinds:
         p.error("--more needs --kinds")
-    if not args.seam_weight >= 0:
-        p.error(f"--seam_weight must be >= 0, got {args.seam_weight}")
+    try:
+        options = TrainOptions(n_iter=args.n_iter, batch_size=8, bsize=112, learning_rate=args.learning_rate,
+                               diam_mean=17.0, seed=args.seed, log_every=20, augment=args.augment,
+                               seam_weight=args.seam_weight)
+    except ValueError as err:
+        p.error(str(err))
     more = dict(args.more)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.perf_counter()
     images, labels = training_set(extra=args.extra, n_extra=args.n_extra, kinds=args.kinds, more=more)
-    options = TrainOptions(n_iter=args.n_iter, batch_size=8, bsize=112, learning_rate=args.learning_rate,
-                           diam_mean=17.0, seed=args.seed, log_every=20, augment=args.augment,
-                           seam_weight=args.seam_weight)
     result = train_network(images, labels, options=options, net=load_pretrained(args.init) if args.init else None)
     out = save_trained(result, args.out, fp16=True)
     log = {"n_iter": args.n_iter, "init": args.init, "learning_rate": args.learning_rate, "seed": args.seed,
