@@ -6,7 +6,9 @@ Run with ``pytest benchmarks/bench_model.py -s`` or ``.venv/bin/python benchmark
 Synthetic: two held-out 384² images of every kind of ``cellpose.data.sets`` (seeds 9000+; training uses
 1000+; ``CPTB_BENCH_N=8`` takes eight, the first two being the same), each segmented twice: at the true
 median diameter of its labels (``at_true``) and with ``diameter=0`` (``estimated``, the size is estimated from
-the image). AP is pooled over the images of a kind.
+the image). AP is pooled over the images of a kind, and so are the reasons for the misses at the true diameter
+(``errors_at_true``, ``cellpose.metrics.error_breakdown`` at IoU 0.5: merged, split, missed, boundary, false
+positive).
 
 Real data: the StarDist wheel (PyPI ``stardist``) ships ``stardist/data/images/img2d.tif`` and ``mask2d.tif``
 (a fluorescence nuclei crop from the 2018 Data Science Bowl with its annotation, 125 nuclei). Point
@@ -31,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from cellpose.data.sets import KINDS, held_out, validation
-from cellpose.metrics import average_precision
+from cellpose.metrics import average_precision, error_breakdown
 from cellpose.models import CellposeModel
 from cellpose.train import diameter_of
 
@@ -40,8 +42,12 @@ N_IMAGES = int(os.environ.get("CPTB_BENCH_N", "2"))
 SIZE = 384
 
 
-def _evaluate(model, img, labels, diameter):
+def _evaluate(model, img, labels, diameter, errors=None):
+    """AP of one image; with ``errors`` (a dict), add the image's ``error_breakdown`` counts to it."""
     masks, _, _ = model.eval(img, channels=[0, 0], diameter=diameter)
+    if errors is not None:
+        for key, count in error_breakdown(labels, masks).items():
+            errors[key] = errors.get(key, 0) + count
     return average_precision(labels, masks, thresholds=THRESHOLDS)
 
 
@@ -50,15 +56,17 @@ def _pooled(results) -> dict:
     tp = np.sum([r["tp"] for r in results], axis=0)
     n_pred = sum(r["n_pred"] for r in results)
     n_true = sum(r["n_true"] for r in results)
-    return {"ap": [float(t / (n_pred + n_true - t)) for t in tp], "n_true": n_true, "n_pred": n_pred}
+    return {"ap": [float(t / (n_pred + n_true - t)) for t in tp], "tp": [int(t) for t in tp], "n_true": n_true,
+            "n_pred": n_pred}
 
 
 def synthetic_scores(model) -> dict:
     out = {}
     pick = validation if os.environ.get("CPTB_BENCH_SET") == "validation" else held_out
     for name in sorted(KINDS):
-        pairs = pick(name, n=N_IMAGES, size=SIZE)
-        out[name] = {"at_true": _pooled([_evaluate(model, img, lab, diameter_of(lab)) for img, lab in pairs]),
+        pairs, errors = pick(name, n=N_IMAGES, size=SIZE), {}
+        at_true = _pooled([_evaluate(model, img, lab, diameter_of(lab), errors) for img, lab in pairs])
+        out[name] = {"at_true": at_true, "errors_at_true": errors,
                      "estimated": _pooled([_evaluate(model, img, lab, 0) for img, lab in pairs]),
                      "true_diameters": [diameter_of(lab) for _, lab in pairs]}
     return out
@@ -103,6 +111,10 @@ def test_bundled_model_accuracy():
     res = run()
     print(json.dumps(res, indent=1))
     assert set(res["synthetic"]) == set(KINDS)
+    for scores in res["synthetic"].values():
+        errors, pooled = scores["errors_at_true"], scores["at_true"]
+        assert errors["n_true"] == pooled["n_true"] and errors["n_pred"] == pooled["n_pred"]
+        assert errors["matched"] == pooled["tp"][0]
 
 
 if __name__ == "__main__":

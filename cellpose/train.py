@@ -89,6 +89,10 @@ class TrainOptions:
         if not self.seam_weight >= 0 or not isinstance(self.seam_radius, int) or self.seam_radius < 1:
             raise ValueError(f"seam_weight must be >= 0 and seam_radius >= 1, got {self.seam_weight!r} and "
                              f"{self.seam_radius!r}")
+        if self.bsize % 16 or self.bsize < 16:
+            raise ValueError(f"bsize must be a positive multiple of 16, got {self.bsize}")
+        if self.n_iter < 1 or self.batch_size < 1:
+            raise ValueError(f"n_iter and batch_size must be >= 1, got {self.n_iter} and {self.batch_size}")
 
 
 @dataclass
@@ -224,10 +228,6 @@ class _Sampler:
 def _check(images, labels, options: TrainOptions) -> None:
     if len(images) == 0 or len(images) != len(labels):
         raise ValueError(f"need as many label images as images (got {len(images)} and {len(labels)}), at least one")
-    if options.bsize % 16 or options.bsize < 16:
-        raise ValueError(f"bsize must be a positive multiple of 16, got {options.bsize}")
-    if options.n_iter < 1 or options.batch_size < 1:
-        raise ValueError("n_iter and batch_size must be >= 1")
 
 
 def _learning_rate(options: TrainOptions, step: int) -> float:

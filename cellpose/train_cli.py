@@ -71,9 +71,9 @@ def train_main(argv: Optional[List[str]] = None) -> int:
     args = build_train_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    images, labels = load_training_dir(args.dir, mask_filter=args.mask_filter, channels=(args.chan, args.chan2))
     options = TrainOptions(n_iter=args.n_iter, batch_size=args.batch_size, bsize=args.bsize,
                            learning_rate=args.learning_rate, diam_mean=args.diam_mean, seed=args.seed)
+    images, labels = load_training_dir(args.dir, mask_filter=args.mask_filter, channels=(args.chan, args.chan2))
     net = load_pretrained(args.pretrained_model) if args.pretrained_model else None
     result = train_network(images, labels, options=options, net=net)
     out = save_trained(result, args.out, fp16=args.save_fp16)

@@ -44,6 +44,22 @@ def test_cli_annotated_drops_slivers_and_second_pieces(tmp_path, capsys):
     assert "AP@0.5 0.500" in fixed and "(true 3, predicted 3)" in fixed
 
 
+def test_cli_errors_names_why_objects_are_unmatched(tmp_path, capsys):
+    true, pred = _labels()
+    pred[20:30, 20:23], pred[20:30, 23:26], pred[20:30, 26:30] = 4, 5, 6   # label 2 in three pieces
+    tifffile.imwrite(tmp_path / "t.tif", true)
+    tifffile.imwrite(tmp_path / "p.tif", pred)
+    assert main([str(tmp_path / "t.tif"), str(tmp_path / "p.tif"), "--errors"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "misses at IoU 0.5: merged 0, split 1, missed 1, boundary 0 (true objects); false positive 1" in line
+    true[38:40, 0:3] = 7            # a 6-px sliver: missed against the raw labels, gone from the annotated ones
+    tifffile.imwrite(tmp_path / "t.tif", true)
+    assert main([str(tmp_path / "t.tif"), str(tmp_path / "p.tif"), "--errors", "--annotated"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and "annotated ground truth) misses" in lines[3]
+    assert "missed 2," in lines[1] and "missed 1," in lines[3]
+
+
 def test_cli_missing_file_is_a_clear_error(tmp_path):
     tifffile.imwrite(tmp_path / "t.tif", _labels()[0])
     run = subprocess.run([sys.executable, "-m", "cellpose.metrics", str(tmp_path / "t.tif"),

@@ -117,6 +117,13 @@ def test_seam_options_are_checked():
         TrainOptions(seam_radius=1.5)
 
 
+@pytest.mark.parametrize("bad, word", [(dict(bsize=100), "bsize"), (dict(bsize=0), "bsize"),
+                                       (dict(batch_size=0), "batch_size"), (dict(n_iter=0), "n_iter")])
+def test_crop_and_step_options_are_checked_when_built(bad, word):
+    with pytest.raises(ValueError, match=word):
+        TrainOptions(**bad)
+
+
 def test_saved_fp16_file_loads_as_float32_and_segments(dataset, tmp_path):
     images, labels = dataset
     result = train_network(images, labels, options=TrainOptions(n_iter=2, batch_size=2, bsize=64))
@@ -177,6 +184,13 @@ def test_train_cli_reports_missing_labels(tmp_path):
                            str(tmp_path / "m")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "no label file a_masks.tif" in proc.stderr and not (tmp_path / "m").exists()
+
+
+def test_train_cli_checks_options_before_reading_images(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "cellpose", "train", "--dir", str(tmp_path), "--bsize", "100",
+                           "--out", str(tmp_path / "m")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "bsize must be a positive multiple of 16, got 100" in proc.stderr and "no training images" not in proc.stderr
 
 
 @pytest.fixture(scope="module")

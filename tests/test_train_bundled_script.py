@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,12 @@ def test_more_needs_kind_equals_count(script):
     for bad in ("crowded", "crowded=", "crowded=-1", "crowded=x"):
         with pytest.raises(Exception, match="KIND=N"):
             script._kind_count(bad)
+
+
+def test_bad_crop_size_exits_2_before_building_the_training_set(tmp_path):
+    out = tmp_path / "model"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--kinds", "1", "--bsize", "100", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "bsize must be a positive multiple of 16, got 100" in done.stderr
+    assert not out.exists()
