@@ -81,7 +81,10 @@ def _cpu_line() -> str:
     import torch
 
     flags = sorted(set(_FLAGS) & cpu_features())
-    return (f"CPU {cpu_model()}, {os.cpu_count()} cores, flags {' '.join(flags) or '-'}, torch {torch.__version__} "
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    cap = f" (ONEDNN_MAX_CPU_ISA={isa})" if isa else ""
+    return (f"CPU {cpu_model()}, {os.cpu_count()} cores, flags {' '.join(flags) or '-'}{cap}, "
+            f"torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

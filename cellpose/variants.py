@@ -45,6 +45,10 @@ resolves (``resolve``) by hardware and installation:
 * other CPUs: float32 (bf16 would be emulated) with OpenVINO if installed, else channels_last PyTorch;
 * CUDA: bf16 (fp16 where bf16 is not supported) + channels_last, PyTorch.
 
+The CPU flags are those of ``/proc/cpuinfo`` less any above ``ONEDNN_MAX_CPU_ISA`` (``isa_capped``): both
+PyTorch's and OpenVINO's kernels honour that variable, so with ``AVX2`` the pick is the one for an AVX2-only
+CPU (OpenVINO would refuse bf16 there).
+
 Masks of ``fast`` against ``exact`` are checked at AP@0.5 >= 0.98 by ``tests/test_variants.py``.
 """
 from __future__ import annotations
@@ -52,14 +56,15 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import os
 from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import FrozenSet, Iterator, Mapping, Optional, Union
 
 __all__ = ["BACKENDS", "PRECISIONS", "PRESETS", "NetVariant", "UnknownVariantError", "VariantUnavailableError",
-           "cpu_features", "current", "describe", "explicit_settings", "fast_variant", "named", "resolve",
-           "select", "use"]
+           "cpu_features", "current", "describe", "explicit_settings", "fast_variant", "isa_capped", "named",
+           "resolve", "select", "use"]
 
 logger = logging.getLogger(__name__)
 
@@ -219,11 +224,52 @@ def explicit_settings(**settings) -> dict:
     return given
 
 
+#: oneDNN's instruction-set levels (values of ``ONEDNN_MAX_CPU_ISA``, aliases at the same rank), and the level
+#: that each CPU flag needs. PyTorch's and OpenVINO's CPU kernels both honour the variable.
+_ISA_RANK = MappingProxyType({
+    "SSE41": 0, "AVX": 1, "AVX2": 2, "AVX2_VNNI": 3, "AVX2_VNNI_2": 4, "AVX512_CORE": 5, "AVX512_CORE_VNNI": 6,
+    "AVX512_CORE_BF16": 7, "AVX512_CORE_FP16": 8, "AVX10_1_512": 8, "AVX512_CORE_AMX": 9, "AVX10_1_512_AMX": 9,
+    "AVX512_CORE_AMX_FP16": 10, "AVX10_1_512_AMX_FP16": 10})
+_FLAG_RANK = MappingProxyType({"avx": 1, "avx2": 2, "avx_vnni": 3, "avx512_vnni": 6, "avx512_bf16": 7,
+                               "avx512_fp16": 8, "amx_fp16": 10})
+
+
+def _flag_rank(flag: str) -> int:
+    """The oneDNN level a CPU flag needs (-1: any)."""
+    if flag in _FLAG_RANK:
+        return _FLAG_RANK[flag]
+    return 5 if flag.startswith("avx512") else (9 if flag.startswith("amx") else -1)
+
+
+def isa_capped(features: FrozenSet[str], cap: Optional[str]) -> FrozenSet[str]:
+    """The CPU flags that the kernels may use under a oneDNN ISA cap.
+
+    Parameters
+    ----------
+    features : frozenset of str
+        CPU flags as in ``/proc/cpuinfo``.
+    cap : str or None
+        A value of ``ONEDNN_MAX_CPU_ISA`` such as ``"AVX2"`` (any case). ``None``, ``"ALL"``, ``"DEFAULT"`` and
+        names oneDNN does not know leave the flags as they are.
+
+    Returns
+    -------
+    frozenset of str
+        ``features`` without the flags of levels above ``cap`` (``AVX2`` hides avx512* and amx*).
+    """
+    rank = _ISA_RANK.get((cap or "").strip().upper())
+    if rank is None:
+        return features
+    return frozenset(f for f in features if _flag_rank(f) <= rank)
+
+
 def cpu_features(path: str = "/proc/cpuinfo") -> FrozenSet[str]:
-    """CPU flags from ``/proc/cpuinfo`` (Linux x86); an empty set where it cannot be read."""
+    """CPU flags from ``/proc/cpuinfo`` (Linux x86), less those above ``ONEDNN_MAX_CPU_ISA`` when it is set
+    (``isa_capped``); an empty set where the file cannot be read."""
     from .profiling.environment import cpuinfo_field
 
-    return frozenset((cpuinfo_field(("flags",), path) or "").split())
+    flags = frozenset((cpuinfo_field(("flags",), path) or "").split())
+    return isa_capped(flags, os.environ.get("ONEDNN_MAX_CPU_ISA"))
 
 
 def resolve(variant: NetVariant, *, device, features: Optional[FrozenSet[str]] = None) -> NetVariant:

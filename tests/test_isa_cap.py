@@ -1,0 +1,63 @@
+"""``ONEDNN_MAX_CPU_ISA`` caps the CPU flags that ``auto`` and ``--preset fast`` pick from.
+
+PyTorch's and OpenVINO's CPU kernels honour the variable: with ``AVX2`` they run as on an AVX2-only CPU, and
+OpenVINO refuses bf16 outright. The variant resolution must see the same capped CPU, or ``--preset fast``
+would ask for bf16 that the kernels cannot run.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import tifffile
+
+from cellpose import variants
+from cellpose.data import make_image
+
+XEON = frozenset({"sse4_1", "avx", "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16"})
+
+
+@pytest.mark.parametrize("cap, hidden", [
+    ("AVX2", {"avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16"}),
+    ("avx2", {"avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16"}),
+    ("AVX512_CORE", {"avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16"}),
+    ("AVX512_CORE_BF16", {"amx_tile", "amx_bf16"}),
+    ("AVX10_1_512_AMX", set()),
+    ("SSE41", {"avx", "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16"}),
+])
+def test_cap_hides_the_flags_above_it(cap, hidden):
+    assert variants.isa_capped(XEON, cap) == XEON - hidden
+
+
+@pytest.mark.parametrize("cap", [None, "", "ALL", "DEFAULT", "no_such_isa"])
+def test_no_or_unknown_cap_changes_nothing(cap):
+    assert variants.isa_capped(XEON, cap) == XEON
+
+
+def test_auto_precision_is_fp32_under_an_avx2_cap():
+    auto = variants.NetVariant(precision="auto")
+    assert variants.resolve(auto, device="cpu", features=XEON).precision == "bf16"
+    assert variants.resolve(auto, device="cpu", features=variants.isa_capped(XEON, "AVX2")).precision == "fp32"
+
+
+def _run_cli(tmp_path, cap):
+    tifffile.imwrite(tmp_path / "img.tif", make_image((1, 160, 160), seed=4)[0][0])
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA=cap)
+    cmd = [sys.executable, "-m", "cellpose", "--dir", str(tmp_path), "--save_tif", "--no_npy", "--profile",
+           "--diameter", "17", "--preset", "fast"]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_fast_preset_runs_under_an_avx2_cap_and_records_it(tmp_path):
+    done = _run_cli(tmp_path, "AVX2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads((tmp_path / "profile.json").read_text())
+    variant = doc["images"][0]["options"]["network_variant"]
+    want = "openvino" if importlib.util.find_spec("openvino") else "torch"
+    assert (variant["precision"], variant["backend"]) == ("fp32", want)
+    assert doc["environment"]["thread_env"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert (tmp_path / "img_cp_masks.tif").exists()
