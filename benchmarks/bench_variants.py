@@ -76,13 +76,12 @@ def child(name: str, image: str, out: str) -> None:
 
 def _cpu_line() -> str:
     from cellpose.profiling.environment import cpu_model
-    from cellpose.variants import cpu_features
+    from cellpose.variants import cpu_features, isa_cap
 
     import torch
 
     flags = sorted(set(_FLAGS) & cpu_features())
-    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
-    cap = f" (ONEDNN_MAX_CPU_ISA={isa})" if isa else ""
+    cap = f" (oneDNN ISA cap {isa_cap()})" if isa_cap() else ""
     return (f"CPU {cpu_model()}, {os.cpu_count()} cores, flags {' '.join(flags) or '-'}{cap}, "
             f"torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")

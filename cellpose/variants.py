@@ -63,8 +63,8 @@ from types import MappingProxyType
 from typing import FrozenSet, Iterator, Mapping, Optional, Union
 
 __all__ = ["BACKENDS", "PRECISIONS", "PRESETS", "NetVariant", "UnknownVariantError", "VariantUnavailableError",
-           "cpu_features", "current", "describe", "explicit_settings", "fast_variant", "isa_capped", "named",
-           "resolve", "select", "use"]
+           "ISA_CAP_VARIABLES", "cpu_features", "current", "describe", "explicit_settings", "fast_variant", "isa_cap",
+           "isa_capped", "named", "resolve", "select", "use"]
 
 logger = logging.getLogger(__name__)
 
@@ -230,8 +230,16 @@ _ISA_RANK = MappingProxyType({
     "SSE41": 0, "AVX": 1, "AVX2": 2, "AVX2_VNNI": 3, "AVX2_VNNI_2": 4, "AVX512_CORE": 5, "AVX512_CORE_VNNI": 6,
     "AVX512_CORE_BF16": 7, "AVX512_CORE_FP16": 8, "AVX10_1_512": 8, "AVX512_CORE_AMX": 9, "AVX10_1_512_AMX": 9,
     "AVX512_CORE_AMX_FP16": 10, "AVX10_1_512_AMX_FP16": 10})
-_FLAG_RANK = MappingProxyType({"avx": 1, "avx2": 2, "avx_vnni": 3, "avx512_vnni": 6, "avx512_bf16": 7,
-                               "avx512_fp16": 8, "amx_fp16": 10})
+_FLAG_RANK = MappingProxyType({"avx": 1, "f16c": 1, "avx2": 2, "fma": 2, "avx_vnni": 3, "avx_vnni_int8": 4,
+                               "avx_ne_convert": 4, "avx512_vnni": 6, "avx512_bf16": 7, "avx512_fp16": 8,
+                               "amx_fp16": 10})
+#: The variable's two names; oneDNN reads the first that is set.
+ISA_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+
+
+def isa_cap() -> Optional[str]:
+    """The oneDNN ISA cap set in the environment (``ONEDNN_MAX_CPU_ISA``, else ``DNNL_MAX_CPU_ISA``), or None."""
+    return next((os.environ[k] for k in ISA_CAP_VARIABLES if os.environ.get(k)), None)
 
 
 def _flag_rank(flag: str) -> int:
@@ -256,20 +264,25 @@ def isa_capped(features: FrozenSet[str], cap: Optional[str]) -> FrozenSet[str]:
     -------
     frozenset of str
         ``features`` without the flags of levels above ``cap`` (``AVX2`` hides avx512* and amx*).
+
+    Notes
+    -----
+    The levels are taken as a chain. oneDNN's are not quite one (an ``AVX512_CORE`` cap also disables the
+    AVX2-VNNI kernels, whose flags are kept here); nothing in the variant choice depends on those flags.
     """
-    rank = _ISA_RANK.get((cap or "").strip().upper())
+    rank = _ISA_RANK.get((cap or "").upper())
     if rank is None:
         return features
     return frozenset(f for f in features if _flag_rank(f) <= rank)
 
 
 def cpu_features(path: str = "/proc/cpuinfo") -> FrozenSet[str]:
-    """CPU flags from ``/proc/cpuinfo`` (Linux x86), less those above ``ONEDNN_MAX_CPU_ISA`` when it is set
-    (``isa_capped``); an empty set where the file cannot be read."""
+    """CPU flags from ``/proc/cpuinfo`` (Linux x86), less those above the oneDNN ISA cap when one is set
+    (``isa_cap``, ``isa_capped``); an empty set where the file cannot be read."""
     from .profiling.environment import cpuinfo_field
 
     flags = frozenset((cpuinfo_field(("flags",), path) or "").split())
-    return isa_capped(flags, os.environ.get("ONEDNN_MAX_CPU_ISA"))
+    return isa_capped(flags, isa_cap())
 
 
 def resolve(variant: NetVariant, *, device, features: Optional[FrozenSet[str]] = None) -> NetVariant:
@@ -336,6 +349,10 @@ def _check_runnable(precision: str, backend: str, *, cuda: bool, features: Froze
         raise VariantUnavailableError(OPENVINO_MISSING)
     if backend == "openvino" and precision not in ("fp32", "bf16"):
         raise VariantUnavailableError(f"backend openvino supports precision fp32 or bf16, not {precision}")
+    if precision == "bf16" and backend == "openvino" and not features & _NATIVE_BF16 and isa_cap():
+        raise VariantUnavailableError(f"precision bf16 with backend openvino cannot run with the CPU kernels "
+                                      f"capped at {isa_cap()} (oneDNN ISA cap); use --precision fp32 or unset "
+                                      f"{' / '.join(ISA_CAP_VARIABLES)}")
     if precision == "bf16" and not cuda and not features & _NATIVE_BF16:
         logger.warning("precision bf16 on a CPU without avx512_bf16/amx_bf16 is emulated and may be slower "
                        "than fp32")

@@ -19,6 +19,7 @@ from cellpose import variants
 from cellpose.data import make_image
 
 XEON = frozenset({"sse4_1", "avx", "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16"})
+SAPPHIRE = XEON | {"fma", "f16c", "avx_vnni", "avx512_fp16", "amx_fp16"}
 
 
 @pytest.mark.parametrize("cap, hidden", [
@@ -33,6 +34,18 @@ def test_cap_hides_the_flags_above_it(cap, hidden):
     assert variants.isa_capped(XEON, cap) == XEON - hidden
 
 
+@pytest.mark.parametrize("cap, kept", [
+    ("AVX", {"sse4_1", "avx", "f16c"}),
+    ("AVX2_VNNI", {"sse4_1", "avx", "f16c", "avx2", "fma", "avx_vnni"}),
+    ("AVX512_CORE_BF16", SAPPHIRE - {"avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16"}),
+    ("AVX10_1_512", SAPPHIRE - {"amx_tile", "amx_bf16", "amx_fp16"}),
+    ("AVX512_CORE_AMX", SAPPHIRE - {"amx_fp16"}),
+    ("AVX512_CORE_AMX_FP16", SAPPHIRE),
+])
+def test_cap_keeps_the_flags_at_or_below_it(cap, kept):
+    assert variants.isa_capped(SAPPHIRE, cap) == kept
+
+
 @pytest.mark.parametrize("cap", [None, "", "ALL", "DEFAULT", "no_such_isa"])
 def test_no_or_unknown_cap_changes_nothing(cap):
     assert variants.isa_capped(XEON, cap) == XEON
@@ -42,6 +55,28 @@ def test_auto_precision_is_fp32_under_an_avx2_cap():
     auto = variants.NetVariant(precision="auto")
     assert variants.resolve(auto, device="cpu", features=XEON).precision == "bf16"
     assert variants.resolve(auto, device="cpu", features=variants.isa_capped(XEON, "AVX2")).precision == "fp32"
+
+
+@pytest.mark.parametrize("name", variants.ISA_CAP_VARIABLES)
+def test_cpu_features_reads_the_cap_from_either_name(name, tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: " + " ".join(sorted(XEON)) + "\n")
+    for other in variants.ISA_CAP_VARIABLES:
+        monkeypatch.delenv(other, raising=False)
+    assert variants.cpu_features(str(cpuinfo)) == XEON and variants.isa_cap() is None
+    monkeypatch.setenv(name, "AVX2")
+    assert variants.isa_cap() == "AVX2"
+    assert variants.cpu_features(str(cpuinfo)) == {"sse4_1", "avx", "avx2"}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
+def test_openvino_bf16_is_refused_under_a_cap_with_a_clear_message(monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    bf16 = variants.NetVariant(precision="bf16", backend="openvino")
+    with pytest.raises(variants.VariantUnavailableError, match="capped at AVX2.*--precision fp32"):
+        variants.resolve(bf16, device="cpu", features=variants.isa_capped(XEON, "AVX2"))
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert variants.resolve(bf16, device="cpu", features=XEON).precision == "bf16"
 
 
 def _run_cli(tmp_path, cap):

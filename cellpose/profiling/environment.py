@@ -16,7 +16,7 @@ PACKAGES = ("cellpose-tb", "numpy", "torch", "scipy", "numba", "fastremap", "tif
             "opencv-python-headless", "line_profiler")
 #: Environment variables that change how the kernels run, recorded in ``profile.json`` (``thread_env``) when set.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
-                    "CUDA_VISIBLE_DEVICES", "ONEDNN_MAX_CPU_ISA")
+                    "CUDA_VISIBLE_DEVICES", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 
 
 def package_versions(names=PACKAGES) -> Dict[str, Optional[str]]:
@@ -126,15 +126,15 @@ def hardware() -> dict:
     -------
     dict
         ``cpu_model``, ``cpu_flags`` (the subset of ``KEY_CPU_FLAGS`` present and allowed by
-        ``ONEDNN_MAX_CPU_ISA``), ``isa_cap`` (that variable, or None), ``cpu_count``,
+        the oneDNN ISA cap), ``isa_cap`` (``variants.isa_cap()``: the cap, or None), ``cpu_count``,
         ``cpu_affinity``, ``load_average``, versions of torch / numba / openvino / numpy, ``torch_threads``
         and ``gpu`` (None without CUDA).
     """
-    from cellpose.variants import cpu_features
+    from cellpose.variants import cpu_features, isa_cap
 
     torch = sys.modules.get("torch")
     return {"cpu_model": cpu_model(), "cpu_flags": [f for f in KEY_CPU_FLAGS if f in cpu_features()],
-            "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA"), "cpu_count": os.cpu_count(),
+            "isa_cap": isa_cap(), "cpu_count": os.cpu_count(),
             "cpu_affinity": _affinity(),
             "load_average": [round(v, 2) for v in os.getloadavg()], "python": sys.version.split()[0],
             "torch": _version("torch"), "numba": _version("numba"), "openvino": _version("openvino"),
@@ -144,7 +144,7 @@ def hardware() -> dict:
 
 def hardware_line(hw: dict) -> str:
     """One line of ``hardware()`` for the head of a table."""
-    cap = f", ONEDNN_MAX_CPU_ISA={hw['isa_cap']}" if hw.get("isa_cap") else ""
+    cap = f", oneDNN ISA cap {hw['isa_cap']}" if hw.get("isa_cap") else ""
     return (f"CPU {hw['cpu_model']} ({hw['cpu_count']} cores, flags {' '.join(hw['cpu_flags']) or '-'}{cap}), "
             f"GPU {hw['gpu'] or '-'}, torch {hw['torch']} ({hw['torch_threads']} threads), numba {hw['numba']}, "
             f"openvino {hw['openvino'] or '-'}, load average {' '.join(map(str, hw['load_average']))}")
