@@ -40,7 +40,6 @@ VARIANTS = {
     "openvino": {"backend": "openvino"},
     "openvino+bf16": {"backend": "openvino", "precision": "bf16"},
 }
-_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
 
 
 def _find(node: dict, name: str):
@@ -75,16 +74,15 @@ def child(name: str, image: str, out: str) -> None:
 
 
 def _cpu_line() -> str:
-    from cellpose.profiling.environment import cpu_model
-    from cellpose.variants import cpu_features, isa_cap
+    import torch  # noqa: F401  (imported, so that ``hardware`` reports its thread count)
 
-    import torch
+    from cellpose.profiling.environment import hardware
 
-    flags = sorted(set(_FLAGS) & cpu_features())
-    cap = f" (oneDNN ISA cap {isa_cap()})" if isa_cap() else ""
-    return (f"CPU {cpu_model()}, {os.cpu_count()} cores, flags {' '.join(flags) or '-'}{cap}, "
-            f"torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    hw = hardware()
+    cap = f" (oneDNN ISA cap {hw['isa_cap']})" if hw["isa_cap"] else ""
+    return (f"CPU {hw['cpu_model']}, {hw['cpu_count']} cores, flags {' '.join(sorted(hw['cpu_flags'])) or '-'}{cap}, "
+            f"torch {hw['torch']} ({hw['torch_threads']} threads), load average "
+            f"{' '.join(f'{v:.2f}' for v in hw['load_average'])}")
 
 
 def _names():
