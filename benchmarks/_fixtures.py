@@ -41,6 +41,7 @@ VARIANTS = MappingProxyType({
     "skip_empty": ({"skip_empty": True}, {"impl": "exact"}, ("network",), False),
     "compile": ({"backend": "compile"}, {"impl": "exact"}, ("network",), True),
     "openvino": ({"backend": "openvino"}, {"impl": "exact"}, ("network",), True),
+    "int8": ({"precision": "int8", "backend": "openvino"}, {"impl": "exact"}, ("network",), True),
     "dyn_fast": ({}, {"impl": "fast"}, ("dynamics",), False),
     "dyn_chunk": ({}, {"impl": "fast", "chunk_rows": -4}, ("dynamics",), False),
 })
@@ -60,7 +61,7 @@ def variant_names() -> List[str]:
     """Variants of this run: all fast ones, the slow ones with ``CPTB_BENCH_FULL``, limited by the env."""
     names = [n for n, spec in VARIANTS.items() if full_run() or not spec[3]]
     if importlib.util.find_spec("openvino") is None:
-        names = [n for n in names if n != "openvino"]
+        names = [n for n in names if n not in ("openvino", "int8")]
     chosen = os.environ.get("CPTB_BENCH_VARIANTS")
     if chosen:
         names = [n for n in names if n == "exact" or n in chosen.split(",")]

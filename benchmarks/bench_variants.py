@@ -39,6 +39,7 @@ VARIANTS = {
     "compile+bf16": {"backend": "compile", "precision": "bf16"},
     "openvino": {"backend": "openvino"},
     "openvino+bf16": {"backend": "openvino", "precision": "bf16"},
+    "int8": {"precision": "int8", "backend": "openvino"},
 }
 
 
@@ -89,7 +90,7 @@ def _names():
     names = os.environ.get("CPTB_BENCH_VARIANTS")
     chosen = names.split(",") if names else list(VARIANTS)
     if importlib.util.find_spec("openvino") is None:
-        chosen = [n for n in chosen if not n.startswith("openvino")]
+        chosen = [n for n in chosen if not n.startswith("openvino") and n != "int8"]
     return ["exact"] + [n for n in chosen if n != "exact"]
 
 

@@ -127,7 +127,9 @@ def _add_variant_args(p: argparse.ArgumentParser) -> None:
                         "AP@0.5 >= 0.98 vs exact); the flags below override its settings")
     g.add_argument("--precision", choices=variants.PRECISIONS, default=None,
                    help="network precision (autocast): fp32, bf16 (CPU with avx512_bf16/amx, CUDA), fp16 (CUDA "
-                        "only) or auto (by hardware; the pick is logged and recorded in profile.json)")
+                        "only), int8 (OpenVINO only, implies --backend openvino: inner convolutions quantised, "
+                        "calibrated on generated nuclei; see GUIDELINES §7) or auto (int8 on OpenVINO for the "
+                        "bundled model, else by hardware; the pick is logged and recorded in profile.json)")
     g.add_argument("--backend", choices=variants.BACKENDS, default=None,
                    help="torch, compile (torch.compile; compile time is the stage network.compile), openvino "
                         "(CPU, optional package) or auto (openvino on a CPU where installed, else torch)")
@@ -138,7 +140,10 @@ def _add_variant_args(p: argparse.ArgumentParser) -> None:
 
 
 def _variant(args) -> variants.NetVariant:
-    return variants.select(preset=args.preset or "exact", precision=args.precision, backend=args.backend,
+    backend = args.backend
+    if args.precision == "int8" and backend is None:
+        backend = "openvino"  # int8 runs only there; without openvino installed, resolve says how to get it
+    return variants.select(preset=args.preset or "exact", precision=args.precision, backend=backend,
                            channels_last=args.channels_last, skip_empty=args.skip_empty)
 
 

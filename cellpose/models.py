@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -22,7 +23,7 @@ from .dynamics import flows_to_rgb
 from . import variants as _variants
 from .inference.prepared import PreparedNet
 from .inference.run_net import run_tiled
-from .net.weights import diam_mean_for, is_builtin_name, load_weights, resolve_model
+from .net.weights import DEFAULT_BUNDLED_MODEL, diam_mean_for, is_builtin_name, load_weights, resolve_model
 from .preprocess.channels import convert_image
 from .preprocess.normalize import normalize_image
 from .preprocess.resize import resize_image
@@ -118,6 +119,9 @@ class CellposeModel:
         self.device = choose_device(gpu, device)
         name = model_type if model_type is not None else pretrained_model
         self.pretrained_model = str(resolve_model(name))
+        #: the bundled model, whose int8 masks were measured against exact (GUIDELINES §7): only for it does
+        #: ``precision="auto"`` (and ``--preset fast``) pick int8 on OpenVINO
+        self.int8_measured = _same_file(self.pretrained_model, resolve_model(DEFAULT_BUNDLED_MODEL))
         self.net, info = load_weights(self.pretrained_model, device=self.device)
         self.net.eval()
         file_diam = float(self.net.diam_mean.item())
@@ -146,7 +150,7 @@ class CellposeModel:
         """
         merged = {**self.variant_settings, **_variants.explicit_settings(**settings)}
         requested = _variants.select(**merged)
-        return requested, _variants.resolve(requested, device=self.device)
+        return requested, _variants.resolve(requested, device=self.device, int8_measured=self.int8_measured)
 
     def network_for(self, variant) -> torch.nn.Module:
         """The callable network of a resolved variant: the model's own for exact, else a cached ``PreparedNet``."""
@@ -397,3 +401,11 @@ def _resize_back(y: np.ndarray, shape) -> np.ndarray:
 def with_tiling(options: EvalOptions, **changes) -> EvalOptions:
     """Return ``options`` with some tiling fields replaced (helper for the CLI and benchmarks)."""
     return replace(options, tiling=replace(options.tiling, **changes))
+
+
+def _same_file(a, b) -> bool:
+    """True when paths ``a`` and ``b`` name the same existing file."""
+    try:
+        return Path(a).resolve().samefile(Path(b).resolve())
+    except OSError:
+        return False

@@ -38,12 +38,20 @@ bf16, openvino              328, 262, 179       3.00-4.85      6.8e-2      1.000
 So ``fast`` is ``precision="auto"``, ``backend="auto"``, ``channels_last=True``, ``skip_empty=True``, which
 resolves (``resolve``) by hardware and installation:
 
-* CPU with native bf16 (``avx512_bf16`` or ``amx_bf16``) and ``openvino`` installed: bf16 OpenVINO (about
-  2x the PyTorch bf16 path here, at the price of a one-off build of 11-17 s per process and tile/batch shape
-  and about 0.6 GB more RSS; for a handful of tiles ``--backend torch`` is quicker overall);
-* same CPU without ``openvino``: bf16 autocast + channels_last, PyTorch;
-* other CPUs: float32 (bf16 would be emulated) with OpenVINO if installed, else channels_last PyTorch;
+* any CPU with ``openvino`` installed, bundled weights: int8 OpenVINO (``cellpose.inference.int8``: the inner
+  convolutions quantised after training, calibrated on generated nuclei). Since 2026-11-30 (night), when it
+  replaced bf16 OpenVINO: on the exemplar-size image it ran the network stage about 1.8x faster than bf16
+  OpenVINO on this CPU (median 7.60x exact against 4.18x) and 1.96x faster than float32 OpenVINO with the
+  kernels capped at AVX2 (3.84x exact), with masks at AP@0.5 0.992-1.0 against exact on six generated kinds
+  and the real DSB crop (GUIDELINES §7). Its one-off build (conversion and calibration, ~10 s per weights and tile/batch shape) is
+  cached on disk across processes (``ov_cache``);
+* other weights on such a CPU (their int8 masks are not measured): bf16 OpenVINO where the CPU has native bf16
+  (``avx512_bf16`` or ``amx_bf16``), else float32 OpenVINO; ``--precision int8`` still asks for int8;
+* a CPU with native bf16 without ``openvino``: bf16 autocast + channels_last, PyTorch;
+* other CPUs without ``openvino``: float32 channels_last PyTorch (bf16 would be emulated);
 * CUDA: bf16 (fp16 where bf16 is not supported) + channels_last, PyTorch.
+
+``precision="auto"`` alone follows the same rule. The table above predates int8 (GUIDELINES §7 has its rows).
 
 The CPU flags are those of ``/proc/cpuinfo`` less any above ``ONEDNN_MAX_CPU_ISA`` (``isa_capped``): both
 PyTorch's and OpenVINO's kernels honour that variable, so with ``AVX2`` the pick is the one for an AVX2-only
@@ -64,11 +72,11 @@ from typing import FrozenSet, Iterator, Mapping, Optional, Union
 
 __all__ = ["BACKENDS", "PRECISIONS", "PRESETS", "NetVariant", "UnknownVariantError", "VariantUnavailableError",
            "ISA_CAP_VARIABLES", "cpu_features", "current", "describe", "explicit_settings", "fast_variant", "isa_cap",
-           "isa_capped", "named", "resolve", "select", "use"]
+           "isa_capped", "named", "native_bf16", "resolve", "select", "use"]
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
 BACKENDS = ("torch", "compile", "openvino", "auto")
 PRESETS = ("exact", "fast")
 _BOOLS = (True, False)
@@ -105,9 +113,11 @@ class NetVariant:
 
     Attributes
     ----------
-    precision : {"fp32", "bf16", "fp16", "auto"}
+    precision : {"fp32", "bf16", "fp16", "int8", "auto"}
         Compute precision of the network (autocast; outputs are returned as float32). ``auto`` picks by
-        hardware (see ``resolve``).
+        hardware, backend and weights (see ``resolve``). ``int8`` runs on OpenVINO only: the network's inner
+        convolutions quantised after training (``cellpose.inference.int8``), further from exact than bf16 in
+        the flows but with masks at AP@0.5 >= 0.98 against exact where measured (GUIDELINES §7).
     backend : {"torch", "compile", "openvino", "auto"}
         Eager PyTorch, ``torch.compile`` (inductor) or an in-memory OpenVINO conversion (CPU only, needs the
         optional ``openvino`` package). ``auto``: openvino on a CPU where it is installed, else torch.
@@ -285,7 +295,8 @@ def cpu_features(path: str = "/proc/cpuinfo") -> FrozenSet[str]:
     return isa_capped(flags, isa_cap())
 
 
-def resolve(variant: NetVariant, *, device, features: Optional[FrozenSet[str]] = None) -> NetVariant:
+def resolve(variant: NetVariant, *, device, features: Optional[FrozenSet[str]] = None,
+            int8_measured: bool = False) -> NetVariant:
     """Replace ``auto`` by concrete choices for ``device`` and refuse what cannot run there.
 
     Parameters
@@ -295,21 +306,26 @@ def resolve(variant: NetVariant, *, device, features: Optional[FrozenSet[str]] =
         Where the network runs.
     features : frozenset of str, optional
         CPU flags (default: ``cpu_features()``).
+    int8_measured : bool
+        The weights are ones whose int8 masks were measured against exact (the bundled model,
+        ``CellposeModel.int8_measured``): only then does ``precision="auto"`` on OpenVINO pick int8.
 
     Returns
     -------
     NetVariant
-        With precision in {"fp32", "bf16", "fp16"} and backend in {"torch", "compile", "openvino"}.
+        With precision in {"fp32", "bf16", "fp16", "int8"} and backend in {"torch", "compile", "openvino"}.
 
     Raises
     ------
     VariantUnavailableError
-        fp16 on a CPU; openvino on CUDA.
+        fp16 on a CPU; openvino on CUDA; int8 on any backend but openvino.
     """
     cuda = str(device).startswith("cuda")
     feats = cpu_features() if features is None and not cuda else (features or frozenset())
-    precision = variant.precision if variant.precision != "auto" else _auto_precision(cuda, feats)
     backend = variant.backend if variant.backend != "auto" else _auto_backend(cuda)
+    precision = variant.precision
+    if precision == "auto":
+        precision = _auto_precision(cuda, feats, backend=backend, int8_measured=int8_measured)
     _check_runnable(precision, backend, cuda=cuda, features=feats)
     return replace(variant, precision=precision, backend=backend)
 
@@ -324,9 +340,12 @@ def _auto_backend(cuda: bool) -> str:
     return picked
 
 
-def _auto_precision(cuda: bool, features: FrozenSet[str]) -> str:
-    """bf16 where the hardware has it natively (CUDA bf16, avx512_bf16/amx), fp16 on older CUDA, else fp32."""
-    if cuda:
+def _auto_precision(cuda: bool, features: FrozenSet[str], *, backend: str, int8_measured: bool) -> str:
+    """int8 on OpenVINO for weights measured in int8; else bf16 where the hardware has it natively (CUDA bf16,
+    avx512_bf16/amx), fp16 on older CUDA, else fp32."""
+    if backend == "openvino" and int8_measured:
+        picked, why = "int8", "OpenVINO and weights whose int8 masks were measured (AP@0.5 >= 0.98 vs exact)"
+    elif cuda:
         import torch
 
         picked, why = ("bf16", "CUDA supports bf16") if torch.cuda.is_bf16_supported() else ("fp16", "no bf16")
@@ -347,8 +366,13 @@ def _check_runnable(precision: str, backend: str, *, cuda: bool, features: Froze
         raise VariantUnavailableError("backend openvino runs on the CPU only; use torch or compile on CUDA")
     if backend == "openvino" and importlib.util.find_spec("openvino") is None:
         raise VariantUnavailableError(OPENVINO_MISSING)
-    if backend == "openvino" and precision not in ("fp32", "bf16"):
-        raise VariantUnavailableError(f"backend openvino supports precision fp32 or bf16, not {precision}")
+    if precision == "int8" and cuda:
+        raise VariantUnavailableError("precision int8 runs on the CPU only (OpenVINO); on CUDA use bf16 or fp16")
+    if precision == "int8" and backend != "openvino":
+        raise VariantUnavailableError(f"precision int8 runs only on backend openvino, not {backend}: pass "
+                                      f"backend='openvino' (CLI: --backend openvino, implied by --precision int8)")
+    if backend == "openvino" and precision not in ("fp32", "bf16", "int8"):
+        raise VariantUnavailableError(f"backend openvino supports precision fp32, bf16 or int8, not {precision}")
     if precision == "bf16" and backend == "openvino" and not features & _NATIVE_BF16 and isa_cap():
         raise VariantUnavailableError(f"precision bf16 with backend openvino cannot run with the CPU kernels "
                                       f"capped at {isa_cap()} (oneDNN ISA cap); use --precision fp32 or unset "
@@ -356,6 +380,11 @@ def _check_runnable(precision: str, backend: str, *, cuda: bool, features: Froze
     if precision == "bf16" and not cuda and not features & _NATIVE_BF16:
         logger.warning("precision bf16 on a CPU without avx512_bf16/amx_bf16 is emulated and may be slower "
                        "than fp32")
+
+
+def native_bf16(features: Optional[FrozenSet[str]] = None) -> bool:
+    """True when the CPU runs bf16 natively (``avx512_bf16`` or ``amx_bf16``, after any ISA cap)."""
+    return bool((cpu_features() if features is None else features) & _NATIVE_BF16)
 
 
 def describe(requested: NetVariant, resolved: NetVariant) -> dict:

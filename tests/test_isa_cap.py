@@ -57,6 +57,13 @@ def test_auto_precision_is_fp32_under_an_avx2_cap():
     assert variants.resolve(auto, device="cpu", features=variants.isa_capped(XEON, "AVX2")).precision == "fp32"
 
 
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
+def test_auto_precision_on_openvino_is_int8_with_or_without_a_cap():
+    auto = variants.NetVariant(precision="auto", backend="openvino")
+    for feats in (XEON, variants.isa_capped(XEON, "AVX2")):
+        assert variants.resolve(auto, device="cpu", features=feats, int8_measured=True).precision == "int8"
+
+
 @pytest.mark.parametrize("name", variants.ISA_CAP_VARIABLES)
 def test_cpu_features_reads_the_cap_from_either_name(name, tmp_path, monkeypatch):
     cpuinfo = tmp_path / "cpuinfo"
@@ -92,7 +99,7 @@ def test_fast_preset_runs_under_an_avx2_cap_and_records_it(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     doc = json.loads((tmp_path / "profile.json").read_text())
     variant = doc["images"][0]["options"]["network_variant"]
-    want = "openvino" if importlib.util.find_spec("openvino") else "torch"
-    assert (variant["precision"], variant["backend"]) == ("fp32", want)
+    want = ("int8", "openvino") if importlib.util.find_spec("openvino") else ("fp32", "torch")
+    assert (variant["precision"], variant["backend"]) == want
     assert doc["environment"]["thread_env"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     assert (tmp_path / "img_cp_masks.tif").exists()

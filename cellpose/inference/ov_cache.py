@@ -53,9 +53,13 @@ def ir_cache_dir() -> Optional[Path]:
     return cache_path() / "openvino"
 
 
-def cache_key(module: torch.nn.Module, shape: Sequence[int], ov_version: str) -> str:
-    """Hex key of (weights, buffers, input shape, OpenVINO and torch versions, cache format)."""
-    h = hashlib.sha256(f"cpnet-ir:{FORMAT}:{ov_version}:{torch.__version__}:{tuple(shape)}".encode())
+def cache_key(module: torch.nn.Module, shape: Sequence[int], ov_version: str, *, tag: str = "") -> str:
+    """Hex key of (weights, buffers, input shape, OpenVINO and torch versions, cache format, ``tag``).
+
+    ``tag`` names a transformed model (``"int8"``: quantised, ``int8.py``); ``""`` is the plain conversion.
+    """
+    prefix = f"cpnet-ir:{FORMAT}:{ov_version}:{torch.__version__}:{tuple(shape)}"
+    h = hashlib.sha256((prefix + (f":{tag}" if tag else "")).encode())
     for name, tensor in module.state_dict().items():
         t = tensor.detach().to("cpu")
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
@@ -127,7 +131,8 @@ def _round_trip(model, ov):
         return ov.Core().read_model(str(Path(tmp) / _FILES[0]))
 
 
-def converted_model(module: torch.nn.Module, shape: Sequence[int], convert: Callable[[], object], ov):
+def converted_model(module: torch.nn.Module, shape: Sequence[int], convert: Callable[[], object], ov, *,
+                    tag: str = ""):
     """The OpenVINO model of ``module`` for input ``shape``, read from IR (cached on disk when possible).
 
     Parameters
@@ -140,6 +145,8 @@ def converted_model(module: torch.nn.Module, shape: Sequence[int], convert: Call
         ``convert() -> openvino.Model``: the conversion, run only on a cache miss.
     ov : module
         The imported ``openvino`` package.
+    tag : str
+        Part of the key for a transformed model (``"int8"``); ``""`` for the plain conversion.
 
     Returns
     -------
@@ -148,7 +155,7 @@ def converted_model(module: torch.nn.Module, shape: Sequence[int], convert: Call
     folder = ir_cache_dir()
     if folder is None:
         return _round_trip(convert(), ov)
-    entry = folder / cache_key(module, shape, ov.__version__)
+    entry = folder / cache_key(module, shape, ov.__version__, tag=tag)
     model = _read_entry(entry, ov)
     if model is not None:
         return model

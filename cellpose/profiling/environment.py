@@ -104,7 +104,8 @@ def collect_environment(*, flags: Optional[dict] = None, device: Optional[str] =
 
 
 #: CPU flags that decide which network variant is fastest (see ``cellpose.variants``).
-KEY_CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+KEY_CPU_FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16",
+                 "amx_tile")
 
 
 def _version(name: str) -> Optional[str]:
