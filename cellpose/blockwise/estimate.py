@@ -21,7 +21,7 @@ GUIDELINES.md, section "Whole slides"):
   kept exact's network time for every variant. The whole ``wd`` slide, same settings and CPU, after the fix:
   1,565 s measured, 1,579 s predicted. Those runs predate int8 (``fast``'s pick since 2026-11-30, night);
   its speed-up below is the exemplar-size median of GUIDELINES.md section 7, not checked on a slide, and its
-  cold build (conversion and calibration) adds about 0.35 GB to a worker's peak once per weights and tile
+  cold build (conversion and calibration) adds about 0.4 GB to a worker's peak once per weights and tile
   shape, which ``OPENVINO_MB`` does not include.
 * the OpenVINO backend adds ``OPENVINO_MB`` per worker (its compiled network and buffers; measured on the
   ``lung`` preset with ``--preset fast``: 1,767-1,877 MB per worker against 1,640 MB predicted without it).
