@@ -23,7 +23,8 @@ from .dynamics import flows_to_rgb
 from . import variants as _variants
 from .inference.prepared import PreparedNet
 from .inference.run_net import run_tiled
-from .net.weights import DEFAULT_BUNDLED_MODEL, diam_mean_for, is_builtin_name, load_weights, resolve_model
+from .net.weights import (DEFAULT_BUNDLED_MODEL, bundled_model_path, diam_mean_for, is_builtin_name, load_weights,
+                           resolve_model)
 from .preprocess.channels import convert_image
 from .preprocess.normalize import normalize_image
 from .preprocess.resize import resize_image
@@ -121,7 +122,7 @@ class CellposeModel:
         self.pretrained_model = str(resolve_model(name))
         #: the bundled model, whose int8 masks were measured against exact (GUIDELINES §7): only for it does
         #: ``precision="auto"`` (and ``--preset fast``) pick int8 on OpenVINO
-        self.int8_measured = _same_file(self.pretrained_model, resolve_model(DEFAULT_BUNDLED_MODEL))
+        self.int8_measured = _same_file(self.pretrained_model, bundled_model_path(DEFAULT_BUNDLED_MODEL))
         self.net, info = load_weights(self.pretrained_model, device=self.device)
         self.net.eval()
         file_diam = float(self.net.diam_mean.item())
@@ -406,6 +407,6 @@ def with_tiling(options: EvalOptions, **changes) -> EvalOptions:
 def _same_file(a, b) -> bool:
     """True when paths ``a`` and ``b`` name the same existing file."""
     try:
-        return Path(a).resolve().samefile(Path(b).resolve())
+        return Path(a).samefile(b)
     except OSError:
         return False

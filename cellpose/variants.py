@@ -373,11 +373,11 @@ def _check_runnable(precision: str, backend: str, *, cuda: bool, features: Froze
                                       f"backend='openvino' (CLI: --backend openvino, implied by --precision int8)")
     if backend == "openvino" and precision not in ("fp32", "bf16", "int8"):
         raise VariantUnavailableError(f"backend openvino supports precision fp32, bf16 or int8, not {precision}")
-    if precision == "bf16" and backend == "openvino" and not features & _NATIVE_BF16 and isa_cap():
+    if precision == "bf16" and backend == "openvino" and not native_bf16(features) and isa_cap():
         raise VariantUnavailableError(f"precision bf16 with backend openvino cannot run with the CPU kernels "
                                       f"capped at {isa_cap()} (oneDNN ISA cap); use --precision fp32 or unset "
                                       f"{' / '.join(ISA_CAP_VARIABLES)}")
-    if precision == "bf16" and not cuda and not features & _NATIVE_BF16:
+    if precision == "bf16" and not cuda and not native_bf16(features):
         logger.warning("precision bf16 on a CPU without avx512_bf16/amx_bf16 is emulated and may be slower "
                        "than fp32")
 

@@ -44,7 +44,7 @@ HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
 FP32_BOUND = 1e-4
 BF16_BOUND = 0.15
 INT8_BOUND = 0.5
-NATIVE_BF16 = bool(variants.cpu_features() & {"avx512_bf16", "amx_bf16"})
+NATIVE_BF16 = variants.native_bf16()
 
 # name -> (CLI flags, eval keywords, expected resolved (precision, backend, channels_last, skip_empty) or None)
 VARIANTS = {

@@ -159,7 +159,7 @@ def activation_ranges(model, tiles: np.ndarray, ov, *, batch: int,
     props = {**(config or {}), "INFERENCE_PRECISION_HINT": "f32"}
     compiled = ov.Core().compile_model(probe, "CPU", props)
     lo, hi = np.full(len(convs), np.inf), np.full(len(convs), -np.inf)
-    for start in range(0, len(tiles) - batch + 1, batch):
+    for start in range(0, len(tiles), batch):
         res = compiled(tiles[start:start + batch])
         seen = np.array([float(res[first + k]) for k in range(2 * len(convs))]).reshape(-1, 2)
         lo, hi = np.minimum(lo, seen[:, 0]), np.maximum(hi, seen[:, 1])
@@ -186,9 +186,10 @@ def insert_fake_quantize(model, lo: np.ndarray, hi: np.ndarray) -> List[int]:
     if len(lo) != len(convs):
         raise ValueError(f"{len(lo)} activation ranges for {len(convs)} convolutions")
     nchan = int(model.inputs[0].get_partial_shape()[1].get_length())
-    done = [i for i, conv in enumerate(convs[:-1]) if _weights(conv).shape[1] != nchan]
+    weights = [_weights(conv) for conv in convs[:-1]]
+    done = [i for i, w in enumerate(weights) if w.shape[1] != nchan]
     for i in done:
-        _quantise_convolution(convs[i], float(lo[i]), float(hi[i]))
+        _quantise_convolution(convs[i], weights[i], float(lo[i]), float(hi[i]))
     model.validate_nodes_and_infer_types()
     return done
 
@@ -220,14 +221,14 @@ def _round_up(x: float) -> float:
     return float(h)
 
 
-def _quantise_convolution(conv, lo: float, hi: float) -> None:
-    """FakeQuantize the data input of ``conv`` on its calibrated range and its weights per output channel."""
+def _quantise_convolution(conv, w: np.ndarray, lo: float, hi: float) -> None:
+    """FakeQuantize the data input of ``conv`` on its calibrated range and its weights ``w`` (its constant
+    ``(out, in, ky, kx)``) per output channel."""
     import openvino.opset13 as ops
 
     low, high = activation_range(lo, hi)
     act = conv.input_value(0)
     conv.input(0).replace_source_output(ops.fake_quantize(act, *_consts(low, high), _ACT_LEVELS).output(0))
-    w = _weights(conv)
     amax = np.maximum(np.abs(w).reshape(w.shape[0], -1).max(axis=1), 1e-12).reshape((-1,) + (1,) * (w.ndim - 1))
     weights = conv.input_value(1)
     conv.input(1).replace_source_output(ops.fake_quantize(weights, *_consts(-amax, amax), _WEIGHT_LEVELS).output(0))
