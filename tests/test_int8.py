@@ -85,8 +85,12 @@ def test_ranges_cover_the_data_and_fake_quantize_goes_where_it_should(ov_model):
     np.testing.assert_array_equal(hi, np.maximum(hi_a, hi_b))
     n_conv = len(lo)
     assert n_conv > 10 and np.all(lo <= hi) and np.sum(lo >= 0) > n_conv // 2
-    with pytest.raises(ValueError, match="not a positive multiple"):
-        int8.activation_ranges(ov_model, tiles[:3], ov, batch=2)
+    with pytest.raises(ValueError, match="no calibration tiles"):
+        int8.activation_ranges(ov_model, tiles[:0], ov, batch=2)
+    lo_3, hi_3 = int8.activation_ranges(ov_model, tiles[:3], ov, batch=2)  # the last chunk padded with a repeat
+    lo_c, hi_c = int8.activation_ranges(ov_model, tiles[2:3], ov, batch=2)
+    np.testing.assert_array_equal(lo_3, np.minimum(lo_a, lo_c))
+    np.testing.assert_array_equal(hi_3, np.maximum(hi_a, hi_c))
     model = ov_model.clone()
     done = int8.insert_fake_quantize(model, lo, hi)
     convs = [op for op in ov_model.get_ordered_ops() if op.get_type_name() == "Convolution"]
@@ -121,7 +125,9 @@ def test_int8_network_stays_near_fp32_and_is_cached_apart(net, tmp_path, monkeyp
         return prepared(x)[0].numpy().copy()
 
     first = run()
-    assert len(list((tmp_path / "c").iterdir())) == 2
+    entries = sorted(p.name for p in (tmp_path / "c").iterdir())
+    assert len(entries) == 3 and "int8-ranges" in entries  # fp32 IR, int8 IR, calibrated ranges
+    assert len(list((tmp_path / "c" / "int8-ranges").glob("*.json"))) == 1
     rel = np.abs(first - ref).max() / np.abs(ref).max()
     assert 0 < rel < INT8_SMALL_NET_BOUND, rel
     with caplog.at_level(logging.INFO):

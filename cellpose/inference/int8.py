@@ -21,7 +21,8 @@ the network's first batch norm, which sees the input channels, is 0 for a channe
 the bundled nuclear model, trained with ``--chan2 0``). Feeding such a channel a marker would blow its
 normalised value up by about 1/sqrt(eps) and widen every range downstream ~1000-fold, which ruins int8. The
 quantised model depends only on the weights, the tile shape and ``RECIPE``, so ``ov_cache`` keeps it on disk
-beside the float32 conversion.
+beside the float32 conversion. The ranges do not depend on the batch; ``int8_ranges`` ships them for the bundled
+model and caches them on disk for other weights, so calibration runs once per weights and tile size.
 
 Measured (AMD EPYC, flags avx2 avx512f avx512_bf16 avx512_vnni, 2 cores, CPnet on batches of 4 tiles of
 224², bundled model): 40.5 ms per tile against 75.7 for bf16 OpenVINO and 152 for float32 OpenVINO; with the
@@ -38,14 +39,15 @@ import numpy as np
 from ..config import NormalizeOptions
 from ..preprocess.normalize import normalize_image
 
-__all__ = ["CALIBRATION_SEED", "CALIBRATION_TILES", "RECIPE", "activation_range", "activation_ranges",
-           "calibration_tiles", "insert_fake_quantize", "quantise", "uses_second_channel"]
+__all__ = ["CALIBRATION_SEED", "CALIBRATION_TILES", "RECIPE", "activation_range", "activation_ranges", "calibrate",
+           "calibration_tiles", "convolution_shapes", "insert_fake_quantize", "quantise", "uses_second_channel"]
 
 logger = logging.getLogger(__name__)
 
 CALIBRATION_SEED = 7000
-#: Names this quantisation recipe in the on-disk cache key; change it whenever the recipe changes.
-RECIPE = "int8-3"
+#: Names this quantisation recipe in the on-disk cache keys (quantised IR and ranges); change it whenever the
+#: recipe or its calibration data (generator, normalisation, ``_tile``) changes.
+RECIPE = "int8-4"
 CALIBRATION_TILES = 24
 _ACT_LEVELS = 256
 _WEIGHT_LEVELS = 255
@@ -60,7 +62,7 @@ def calibration_tiles(shape: Sequence[int], *, n: int = CALIBRATION_TILES, seed:
     shape : sequence of int
         ``(B, C, ly, lx)``: the network's static input shape (B is ignored; C is 1 or 2).
     n : int
-        Number of tiles (a multiple of B is convenient).
+        Number of tiles.
     seed : int
         First scene seed; kind ``k`` uses ``seed + 100·k``.
     marker : bool
@@ -123,6 +125,15 @@ def _convolutions(model) -> list:
     return [op for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
 
 
+def convolution_shapes(model) -> List[List[int]]:
+    """Weight shapes ``[out, in, ky, kx]`` of the model's convolutions, in the order ranges are given to them.
+
+    Stored with saved ranges (``int8_ranges``), so that ranges are never given to a graph whose convolutions
+    differ in number or order (a newer OpenVINO could order them otherwise).
+    """
+    return [[int(v) for v in conv.input_value(1).get_partial_shape().to_shape()] for conv in _convolutions(model)]
+
+
 def activation_ranges(model, tiles: np.ndarray, ov, *, batch: int,
                       config: Optional[dict] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Smallest and largest value at the data input of every convolution, over ``tiles``.
@@ -133,7 +144,8 @@ def activation_ranges(model, tiles: np.ndarray, ov, *, batch: int,
         Float32 model with a static input of batch ``batch`` (left unchanged: a clone gets the minimum and the
         maximum of every convolution input as extra scalar outputs, so no activation is copied out).
     tiles : ndarray (n, C, ly, lx) float32
-        ``n`` a positive multiple of ``batch``.
+        Any ``n >= 1``: a short last chunk is padded with repeats of its first tile, which leaves the minimum
+        and maximum unchanged, so the ranges do not depend on ``batch``.
     ov : module
         The imported ``openvino`` package.
     batch : int
@@ -148,8 +160,8 @@ def activation_ranges(model, tiles: np.ndarray, ov, *, batch: int,
     """
     import openvino.opset13 as ops
 
-    if len(tiles) < batch or len(tiles) % batch:
-        raise ValueError(f"{len(tiles)} calibration tiles is not a positive multiple of the batch {batch}")
+    if len(tiles) < 1:
+        raise ValueError("no calibration tiles")
     probe = model.clone()
     convs = _convolutions(probe)
     first = len(probe.outputs)
@@ -160,10 +172,17 @@ def activation_ranges(model, tiles: np.ndarray, ov, *, batch: int,
     compiled = ov.Core().compile_model(probe, "CPU", props)
     lo, hi = np.full(len(convs), np.inf), np.full(len(convs), -np.inf)
     for start in range(0, len(tiles), batch):
-        res = compiled(tiles[start:start + batch])
+        res = compiled(_padded(tiles[start:start + batch], batch))
         seen = np.array([float(res[first + k]) for k in range(2 * len(convs))]).reshape(-1, 2)
         lo, hi = np.minimum(lo, seen[:, 0]), np.maximum(hi, seen[:, 1])
     return lo, hi
+
+
+def _padded(chunk: np.ndarray, batch: int) -> np.ndarray:
+    """``chunk`` (k <= batch tiles) filled up to ``batch`` tiles with repeats of its first tile."""
+    if len(chunk) == batch:
+        return chunk
+    return np.concatenate([chunk, np.repeat(chunk[:1], batch - len(chunk), axis=0)])
 
 
 def insert_fake_quantize(model, lo: np.ndarray, hi: np.ndarray) -> List[int]:
@@ -243,8 +262,9 @@ def _consts(low, high) -> tuple:
     return lo_c, hi_c, lo_c, hi_c
 
 
-def quantise(model, ov, *, batch: int, marker: bool = False, config: Optional[dict] = None):
-    """A quantised copy of the float32 ``model``, calibrated here on generated tiles.
+def calibrate(model, ov, *, batch: int, marker: bool = False,
+              config: Optional[dict] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Activation ranges of the float32 ``model`` on ``CALIBRATION_TILES`` generated tiles of its input shape.
 
     Parameters
     ----------
@@ -253,7 +273,7 @@ def quantise(model, ov, *, batch: int, marker: bool = False, config: Optional[di
     ov : module
         The imported ``openvino`` package.
     batch : int
-        The model's static batch size.
+        The model's static batch size (the ranges do not depend on it).
     marker : bool
         Calibrate with a cell marker in the second channel (``uses_second_channel`` of the network).
     config : dict, optional
@@ -261,14 +281,42 @@ def quantise(model, ov, *, batch: int, marker: bool = False, config: Optional[di
 
     Returns
     -------
+    lo, hi : ndarray (n_conv,) float64
+        As ``activation_ranges``.
+
+    Raises
+    ------
+    ValueError
+        A range is not finite (the float32 network gives NaN or inf).
+    """
+    shape = tuple(model.inputs[0].get_partial_shape().to_shape())
+    tiles = calibration_tiles(shape, n=CALIBRATION_TILES, marker=marker)
+    lo, hi = activation_ranges(model, tiles, ov, batch=batch, config=config)
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        raise ValueError("int8 calibration gave non-finite activation ranges: the network's float32 pass produces "
+                         "NaN or inf on normalised tiles, so it cannot be quantised")
+    return lo, hi
+
+
+def quantise(model, ov, *, batch: int, marker: bool = False, config: Optional[dict] = None,
+             ranges: Optional[Tuple[np.ndarray, np.ndarray]] = None):
+    """A quantised copy of the float32 ``model`` (left unchanged).
+
+    Parameters
+    ----------
+    model, ov, batch, marker, config
+        As ``calibrate``, which runs here only when ``ranges`` is not given.
+    ranges : (lo, hi) of ndarray (n_conv,), optional
+        Ranges calibrated before (``int8_ranges``: shipped with the bundled model or cached on disk).
+
+    Returns
+    -------
     openvino.Model
         The copy with ``FakeQuantize`` nodes (``insert_fake_quantize``).
     """
-    shape = tuple(model.inputs[0].get_partial_shape().to_shape())
-    n = max(batch, CALIBRATION_TILES // batch * batch)
-    tiles = calibration_tiles(shape, n=n, marker=marker)
-    lo, hi = activation_ranges(model, tiles, ov, batch=batch, config=config)
+    lo, hi = ranges if ranges is not None else calibrate(model, ov, batch=batch, marker=marker, config=config)
     quantised = model.clone()
     done = insert_fake_quantize(quantised, lo, hi)
-    logger.info("int8: %d of %d convolutions quantised, calibrated on %d generated tiles", len(done), len(lo), n)
+    logger.info("int8: %d of %d convolutions quantised (ranges %s)", len(done), len(lo),
+                "given" if ranges is not None else f"calibrated on {CALIBRATION_TILES} generated tiles")
     return quantised

@@ -31,7 +31,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-__all__ = ["CACHE_ENV", "ir_cache_dir", "cache_key", "converted_model"]
+__all__ = ["CACHE_ENV", "ir_cache_dir", "cache_key", "converted_model", "state_digest"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,18 +53,24 @@ def ir_cache_dir() -> Optional[Path]:
     return cache_path() / "openvino"
 
 
+def state_digest(module: torch.nn.Module) -> str:
+    """Hex SHA-256 of a network's ``state_dict``: every name, dtype, shape and the bytes of every tensor."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().to("cpu")
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def cache_key(module: torch.nn.Module, shape: Sequence[int], ov_version: str, *, tag: str = "") -> str:
     """Hex key of (weights, buffers, input shape, OpenVINO and torch versions, cache format, ``tag``).
 
     ``tag`` names a transformed model (``"int8"``: quantised, ``int8.py``); ``""`` is the plain conversion.
     """
     prefix = f"cpnet-ir:{FORMAT}:{ov_version}:{torch.__version__}:{tuple(shape)}"
-    h = hashlib.sha256((prefix + (f":{tag}" if tag else "")).encode())
-    for name, tensor in module.state_dict().items():
-        t = tensor.detach().to("cpu")
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.contiguous().numpy().tobytes())
-    return h.hexdigest()[:40]
+    text = prefix + (f":{tag}" if tag else "") + ":" + state_digest(module)
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
 def _digest(path: Path) -> str:

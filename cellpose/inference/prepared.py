@@ -6,7 +6,8 @@
 * precision: ``torch.autocast`` (bf16 on CPU/CUDA, fp16 on CUDA). The weights stay float32 and the input
   stays the float32 batch that was sent to the device: no per-tile dtype copies on the host. Outputs are
   returned in the compute dtype; ``run_net`` converts them to float32 on the host. ``int8`` (OpenVINO only)
-  quantises the converted model (``int8.quantise``), which is then cached on disk like the conversion.
+  quantises the converted model (``int8.quantise``; activation ranges shipped, cached or calibrated:
+  ``int8_ranges``), which is then cached on disk like the conversion.
 * channels_last: a copy of the network in NHWC layout (the model's own network is left as it is). OpenVINO
   chooses its own layout, so there it has no effect.
 * backends ``compile`` and ``openvino`` build one static-shape callable per (tile shape, batch, precision),
@@ -29,10 +30,10 @@ import torch
 
 from ..profiling import stage
 from ..variants import OPENVINO_MISSING, NetVariant, VariantUnavailableError, native_bf16
-from . import int8
+from . import int8, int8_ranges
 from .ov_cache import converted_model
 
-__all__ = ["PreparedNet", "import_openvino"]
+__all__ = ["PreparedNet", "import_openvino", "openvino_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -164,9 +165,21 @@ def import_openvino():
         raise VariantUnavailableError(OPENVINO_MISSING) from err
 
 
-def _openvino_callable(module: torch.nn.Module, x: torch.Tensor, *, precision: str) -> Callable:
-    """Convert ``module`` for input shape ``x.shape`` (or read it from the IR cache, ``ov_cache``) and compile
-    it for the CPU."""
+def openvino_model(module: torch.nn.Module, x: torch.Tensor):
+    """The float32 OpenVINO model of ``module``, converted here or read from the IR cache (``ov_cache``).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        CPnet (any weights).
+    x : Tensor (B, C, ly, lx)
+        Example input: its shape becomes the model's static input shape.
+
+    Returns
+    -------
+    openvino.Model
+        Two outputs: the network output (B, nout, ly, lx) and the style (B, S).
+    """
     ov = import_openvino()
     example = x.detach().to("cpu", torch.float32).clone()
 
@@ -177,12 +190,19 @@ def _openvino_callable(module: torch.nn.Module, x: torch.Tensor, *, precision: s
             traced = torch.jit.trace(_TwoOutputs(module), example, check_trace=False)
             return ov.convert_model(traced, example_input=example, input=[tuple(example.shape)])
 
-    model = converted_model(module, tuple(example.shape), convert, ov)
+    return converted_model(module, tuple(example.shape), convert, ov)
+
+
+def _openvino_callable(module: torch.nn.Module, x: torch.Tensor, *, precision: str) -> Callable:
+    """Convert ``module`` for input shape ``x.shape`` (``openvino_model``), quantise it for int8, and compile
+    it for the CPU."""
+    ov = import_openvino()
+    model = openvino_model(module, x)
     if precision == "int8":
         fp32 = model
-        marker, config = int8.uses_second_channel(module), openvino_config("fp32")
-        model = converted_model(module, tuple(example.shape), ov=ov, tag=int8.RECIPE,
-                                convert=lambda: int8.quantise(fp32, ov, batch=x.shape[0], marker=marker, config=config))
+        config = openvino_config("fp32")
+        model = converted_model(module, tuple(x.shape), ov=ov, tag=int8.RECIPE,
+                                convert=lambda: _quantised(module, fp32, ov, batch=x.shape[0], config=config))
     compiled = ov.Core().compile_model(model, "CPU", openvino_config(precision))
 
     def run(xb):
@@ -191,6 +211,13 @@ def _openvino_callable(module: torch.nn.Module, x: torch.Tensor, *, precision: s
 
     run.compiled = compiled
     return run
+
+
+def _quantised(module: torch.nn.Module, fp32, ov, *, batch: int, config: dict):
+    """The int8 model of the float32 conversion ``fp32``, with ranges shipped, cached or calibrated here."""
+    marker = int8.uses_second_channel(module)
+    ranges = int8_ranges.ranges_for(module, fp32, ov, batch=batch, marker=marker, config=config)
+    return int8.quantise(fp32, ov, batch=batch, marker=marker, config=config, ranges=ranges)
 
 
 def openvino_config(precision: str) -> dict:
