@@ -77,13 +77,9 @@ def child(name: str, image: str, out: str) -> None:
 def _cpu_line() -> str:
     import torch  # noqa: F401  (imported, so that ``hardware`` reports its thread count)
 
-    from cellpose.profiling.environment import hardware
+    from cellpose.profiling.environment import hardware, hardware_line
 
-    hw = hardware()
-    cap = f" (oneDNN ISA cap {hw['isa_cap']})" if hw["isa_cap"] else ""
-    return (f"CPU {hw['cpu_model']}, {hw['cpu_count']} cores, flags {' '.join(sorted(hw['cpu_flags'])) or '-'}{cap}, "
-            f"torch {hw['torch']} ({hw['torch_threads']} threads), load average "
-            f"{' '.join(f'{v:.2f}' for v in hw['load_average'])}")
+    return hardware_line(hardware())
 
 
 def _names():

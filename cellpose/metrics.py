@@ -26,8 +26,9 @@ def _overlaps(true: np.ndarray, pred: np.ndarray):
     t = true.ravel().astype(np.int64)
     p = pred.ravel().astype(np.int64)
     both = (t > 0) & (p > 0)
-    pairs, overlap = np.unique(t[both] * (p.max() + 1) + p[both], return_counts=True)
-    return pairs // (p.max() + 1), pairs % (p.max() + 1), overlap, np.bincount(t), np.bincount(p)
+    base = p.max() + 1
+    pairs, overlap = np.unique(t[both] * base + p[both], return_counts=True)
+    return pairs // base, pairs % base, overlap, np.bincount(t), np.bincount(p)
 
 
 def iou_matrix(true: np.ndarray, pred: np.ndarray):

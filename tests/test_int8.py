@@ -193,7 +193,7 @@ def test_quantise_any_static_shape(shape, net):
     example = torch.zeros(shape)
     model = ov.convert_model(torch.jit.trace(_TwoOutputs(net), example, check_trace=False),
                              example_input=example, input=[shape])
-    quantised = int8.quantise(model, ov, batch=shape[0])
+    quantised = int8.quantise(model, int8.calibrate(model, ov, batch=shape[0]))
     x = int8.calibration_tiles(shape, n=shape[0], seed=321)
     out = np.asarray(ov.Core().compile_model(quantised, "CPU", openvino_config("int8"))(x)[0])
     with torch.no_grad():

@@ -298,25 +298,23 @@ def calibrate(model, ov, *, batch: int, marker: bool = False,
     return lo, hi
 
 
-def quantise(model, ov, *, batch: int, marker: bool = False, config: Optional[dict] = None,
-             ranges: Optional[Tuple[np.ndarray, np.ndarray]] = None):
+def quantise(model, ranges: Tuple[np.ndarray, np.ndarray]):
     """A quantised copy of the float32 ``model`` (left unchanged).
 
     Parameters
     ----------
-    model, ov, batch, marker, config
-        As ``calibrate``, which runs here only when ``ranges`` is not given.
-    ranges : (lo, hi) of ndarray (n_conv,), optional
-        Ranges calibrated before (``int8_ranges``: shipped with the bundled model or cached on disk).
+    model : openvino.Model
+        Float32 conversion of the network with a static input.
+    ranges : (lo, hi) of ndarray (n_conv,)
+        Activation ranges from ``calibrate`` (or ``int8_ranges``: shipped, cached or calibrated).
 
     Returns
     -------
     openvino.Model
         The copy with ``FakeQuantize`` nodes (``insert_fake_quantize``).
     """
-    lo, hi = ranges if ranges is not None else calibrate(model, ov, batch=batch, marker=marker, config=config)
+    lo, hi = ranges
     quantised = model.clone()
     done = insert_fake_quantize(quantised, lo, hi)
-    logger.info("int8: %d of %d convolutions quantised (ranges %s)", len(done), len(lo),
-                "given" if ranges is not None else f"calibrated on {CALIBRATION_TILES} generated tiles")
+    logger.info("int8: %d of %d convolutions quantised", len(done), len(lo))
     return quantised

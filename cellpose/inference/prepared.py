@@ -200,9 +200,8 @@ def _openvino_callable(module: torch.nn.Module, x: torch.Tensor, *, precision: s
     model = openvino_model(module, x)
     if precision == "int8":
         fp32 = model
-        config = openvino_config("fp32")
         model = converted_model(module, tuple(x.shape), ov=ov, tag=int8.RECIPE,
-                                convert=lambda: _quantised(module, fp32, ov, batch=x.shape[0], config=config))
+                                convert=lambda: _quantised(module, fp32, ov, batch=x.shape[0]))
     compiled = ov.Core().compile_model(model, "CPU", openvino_config(precision))
 
     def run(xb):
@@ -213,11 +212,11 @@ def _openvino_callable(module: torch.nn.Module, x: torch.Tensor, *, precision: s
     return run
 
 
-def _quantised(module: torch.nn.Module, fp32, ov, *, batch: int, config: dict):
+def _quantised(module: torch.nn.Module, fp32, ov, *, batch: int):
     """The int8 model of the float32 conversion ``fp32``, with ranges shipped, cached or calibrated here."""
-    marker = int8.uses_second_channel(module)
-    ranges = int8_ranges.ranges_for(module, fp32, ov, batch=batch, marker=marker, config=config)
-    return int8.quantise(fp32, ov, batch=batch, marker=marker, config=config, ranges=ranges)
+    ranges = int8_ranges.ranges_for(module, fp32, ov, batch=batch, marker=int8.uses_second_channel(module),
+                                    config=openvino_config("fp32"))
+    return int8.quantise(fp32, ranges)
 
 
 def openvino_config(precision: str) -> dict:

@@ -134,7 +134,8 @@ def hardware() -> dict:
     from cellpose.variants import cpu_features, isa_cap
 
     torch = sys.modules.get("torch")
-    return {"cpu_model": cpu_model(), "cpu_flags": [f for f in KEY_CPU_FLAGS if f in cpu_features()],
+    flags = cpu_features()
+    return {"cpu_model": cpu_model(), "cpu_flags": [f for f in KEY_CPU_FLAGS if f in flags],
             "isa_cap": isa_cap(), "cpu_count": os.cpu_count(),
             "cpu_affinity": _affinity(),
             "load_average": [round(v, 2) for v in os.getloadavg()], "python": sys.version.split()[0],
