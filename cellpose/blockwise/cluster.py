@@ -42,12 +42,14 @@ def worker_threads(workers: int) -> int:
 
 
 def _set_threads(threads: int) -> None:
+    """Torch and numba threads of this worker; numba's go first, as starting them resets torch's
+    (``cellpose.threads``)."""
     import numba
     import torch
 
-    torch.set_num_threads(int(threads))
     with contextlib.suppress(ValueError):
         numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(int(threads))
 
 
 def load_model(spec: ModelSpec):

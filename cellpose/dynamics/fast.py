@@ -27,6 +27,7 @@ import numba
 import numpy as np
 
 from ..profiling import stage
+from ..threads import numba_threads
 from .integrate import checked_flow_inputs
 
 __all__ = ["field_rows", "follow_flows_fast", "follow_rows", "row_starts", "thread_limit"]
@@ -45,8 +46,9 @@ LANES = 4
 def thread_limit(pixels: int):
     """Within the block, numba runs at most one thread per ``MIN_PIXELS_PER_THREAD`` foreground pixels (at
     least one, at most ``numba.get_num_threads()``, which follows ``NUMBA_NUM_THREADS`` and
-    ``numba.set_num_threads``); yields that count. Results do not depend on it."""
-    before = numba.get_num_threads()
+    ``numba.set_num_threads``); yields that count. Results do not depend on it. Torch's thread count is left
+    as it was (``cellpose.threads``)."""
+    before = numba_threads()
     numba.set_num_threads(max(1, min(before, int(pixels) // MIN_PIXELS_PER_THREAD)))
     try:
         yield numba.get_num_threads()
