@@ -134,7 +134,7 @@ def _add_variant_args(p: argparse.ArgumentParser) -> None:
                    help="torch, compile (torch.compile; compile time is the stage network.compile), openvino "
                         "(CPU, optional package) or auto (openvino on a CPU where installed, else torch)")
     g.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=None,
-                   help="run the convolutions in NHWC memory layout")
+                   help="run the convolutions in NHWC memory layout (--preset fast: on a CPU, not on CUDA)")
     g.add_argument("--skip_empty", action=argparse.BooleanOptionalAction, default=None,
                    help="reuse the network output of a constant tile for blank tiles (counted as skipped_tiles)")
 

@@ -35,8 +35,8 @@ fp32, openvino              680, 542, 355       1.45-2.38      2.1e-6      1.000
 bf16, openvino              328, 262, 179       3.00-4.85      6.8e-2      1.000   11-17 s, 1.66 GB
 ==========================  ==================  =============  ==========  ======  ===============
 
-So ``fast`` is ``precision="auto"``, ``backend="auto"``, ``channels_last=True``, ``skip_empty=True``, which
-resolves (``resolve``) by hardware and installation:
+So ``fast`` is ``precision="auto"``, ``backend="auto"``, ``channels_last="auto"`` (NHWC on a CPU, NCHW on
+CUDA), ``skip_empty=True``, which resolves (``resolve``) by hardware and installation:
 
 * any CPU with ``openvino`` installed, bundled weights: int8 OpenVINO (``cellpose.inference.int8``: the inner
   convolutions quantised after training, calibrated on generated nuclei). Since 2026-11-30 (night), when it
@@ -49,7 +49,13 @@ resolves (``resolve``) by hardware and installation:
   (``avx512_bf16`` or ``amx_bf16``), else float32 OpenVINO; ``--precision int8`` still asks for int8;
 * a CPU with native bf16 without ``openvino``: bf16 autocast + channels_last, PyTorch;
 * other CPUs without ``openvino``: float32 channels_last PyTorch (bf16 would be emulated);
-* CUDA: bf16 (fp16 where bf16 is not supported) + channels_last, PyTorch.
+* CUDA: PyTorch, NCHW; float32 where cuDNN runs it as TF32 on tensor cores (compute capability >= 8.0),
+  else fp16. Measured on one NVIDIA H200 (torch 2.11 cu130, 2026-11-30, ``scripts/gpu_check.sh`` and a
+  sweep over precision x layout x batch x skip_empty, network stage of the 3138x2509 generated nuclear image,
+  median of three): exact 0.273 s; bf16 0.290 s, fp16 0.298 s, fp32 NHWC 0.316 s, bf16 NHWC 0.332 s (the
+  preset before this rule: 0.348 s with skip_empty, 0.79x); the only autocast gain was at batch 32 (bf16
+  0.235 s, 1.16x). At 224² tiles the GPU waits on kernel launches, and autocast adds a cast per layer. The
+  network was 3.8 % of that image's eval on the H200 (0.31 of 8.21 s); the host's dynamics were 91.5 %.
 
 ``precision="auto"`` alone follows the same rule. The table above predates int8 (GUIDELINES §7 has its rows).
 
@@ -68,11 +74,11 @@ import os
 from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
-from typing import FrozenSet, Iterator, Mapping, Optional, Union
+from typing import FrozenSet, Iterator, Mapping, Optional, Tuple, Union
 
 __all__ = ["BACKENDS", "PRECISIONS", "PRESETS", "NetVariant", "UnknownVariantError", "VariantUnavailableError",
-           "ISA_CAP_VARIABLES", "cpu_features", "current", "describe", "explicit_settings", "fast_variant", "isa_cap",
-           "isa_capped", "named", "native_bf16", "resolve", "select", "use"]
+           "ISA_CAP_VARIABLES", "cpu_features", "cudnn_conv_tf32", "current", "describe", "explicit_settings",
+           "fast_variant", "isa_cap", "isa_capped", "named", "native_bf16", "resolve", "select", "use"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +86,7 @@ PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
 BACKENDS = ("torch", "compile", "openvino", "auto")
 PRESETS = ("exact", "fast")
 _BOOLS = (True, False)
+_LAYOUTS = (True, False, "auto")
 _NATIVE_BF16 = frozenset({"avx512_bf16", "amx_bf16"})
 OPENVINO_MISSING = ("backend openvino needs the optional package openvino: pip install 'cellpose-tb[openvino]' "
                     "(or pip install openvino)")
@@ -121,8 +128,9 @@ class NetVariant:
     backend : {"torch", "compile", "openvino", "auto"}
         Eager PyTorch, ``torch.compile`` (inductor) or an in-memory OpenVINO conversion (CPU only, needs the
         optional ``openvino`` package). ``auto``: openvino on a CPU where it is installed, else torch.
-    channels_last : bool
+    channels_last : bool or "auto"
         Run the convolutions in NHWC memory layout (a copy of the network; the model's own stays as it is).
+        ``auto`` (the ``fast`` preset): NHWC on a CPU, NCHW on CUDA, where NHWC measured slower.
     skip_empty : bool
         Tiles whose normalised input is constant (all zero in blank regions) get the network's output for
         such a tile, computed once per constant, instead of a forward pass.
@@ -130,13 +138,13 @@ class NetVariant:
 
     precision: str = "fp32"
     backend: str = "torch"
-    channels_last: bool = False
+    channels_last: Union[bool, str] = False
     skip_empty: bool = False
 
     def __post_init__(self):
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("backend", self.backend, BACKENDS)
-        _check_choice("channels_last", self.channels_last, _BOOLS)
+        _check_choice("channels_last", self.channels_last, _LAYOUTS)
         _check_choice("skip_empty", self.skip_empty, _BOOLS)
 
     @property
@@ -147,7 +155,8 @@ class NetVariant:
 
 def _check_choice(what: str, value, valid) -> None:
     """Raise ``UnknownVariantError`` unless ``value`` is one of ``valid`` (bools must be real bools)."""
-    if isinstance(value, bool) != isinstance(valid[0], bool) or value not in valid:
+    same_kind = any(isinstance(value, bool) == isinstance(v, bool) and value == v for v in valid)
+    if not same_kind:
         raise UnknownVariantError(what, value, valid)
 
 
@@ -158,8 +167,8 @@ _SCOPE: ContextVar = ContextVar("cellpose_net_variant", default=None)
 
 
 def fast_variant() -> NetVariant:
-    """The ``fast`` preset: precision and backend picked by hardware (``resolve``), channels_last, skip_empty."""
-    return NetVariant(precision="auto", backend="auto", channels_last=True, skip_empty=True)
+    """The ``fast`` preset: precision, backend and layout picked by hardware (``resolve``), skip_empty."""
+    return NetVariant(precision="auto", backend="auto", channels_last="auto", skip_empty=True)
 
 
 def named(name: Union[str, NetVariant]) -> NetVariant:
@@ -210,7 +219,7 @@ def use(preset: Union[str, NetVariant, None] = None, **settings) -> Iterator[Net
 
 
 def select(*, preset: Union[str, NetVariant, None] = None, precision: Optional[str] = None,
-           backend: Optional[str] = None, channels_last: Optional[bool] = None,
+           backend: Optional[str] = None, channels_last: Union[bool, str, None] = None,
            skip_empty: Optional[bool] = None) -> NetVariant:
     """Combine a preset (default: the current scope) with explicit settings; ``None`` keeps the preset's.
 
@@ -313,7 +322,8 @@ def resolve(variant: NetVariant, *, device, features: Optional[FrozenSet[str]] =
     Returns
     -------
     NetVariant
-        With precision in {"fp32", "bf16", "fp16", "int8"} and backend in {"torch", "compile", "openvino"}.
+        With precision in {"fp32", "bf16", "fp16", "int8"}, backend in {"torch", "compile", "openvino"} and
+        channels_last a bool.
 
     Raises
     ------
@@ -325,9 +335,10 @@ def resolve(variant: NetVariant, *, device, features: Optional[FrozenSet[str]] =
     backend = variant.backend if variant.backend != "auto" else _auto_backend(cuda)
     precision = variant.precision
     if precision == "auto":
-        precision = _auto_precision(cuda, feats, backend=backend, int8_measured=int8_measured)
+        precision = _auto_precision(device if cuda else None, feats, backend=backend, int8_measured=int8_measured)
     _check_runnable(precision, backend, cuda=cuda, features=feats)
-    return replace(variant, precision=precision, backend=backend)
+    layout = variant.channels_last if variant.channels_last != "auto" else not cuda
+    return replace(variant, precision=precision, backend=backend, channels_last=layout)
 
 
 def _auto_backend(cuda: bool) -> str:
@@ -340,21 +351,52 @@ def _auto_backend(cuda: bool) -> str:
     return picked
 
 
-def _auto_precision(cuda: bool, features: FrozenSet[str], *, backend: str, int8_measured: bool) -> str:
-    """int8 on OpenVINO for weights measured in int8; else bf16 where the hardware has it natively (CUDA bf16,
-    avx512_bf16/amx), fp16 on older CUDA, else fp32."""
+def _auto_precision(cuda_device, features: FrozenSet[str], *, backend: str, int8_measured: bool) -> str:
+    """int8 on OpenVINO for weights measured in int8; on a CUDA device (``cuda_device``, else None)
+    ``_auto_cuda_precision``; else bf16 where the CPU has it natively (avx512_bf16/amx), else fp32."""
     if backend == "openvino" and int8_measured:
         picked, why = "int8", "OpenVINO and weights whose int8 masks were measured (AP@0.5 >= 0.98 vs exact)"
-    elif cuda:
-        import torch
-
-        picked, why = ("bf16", "CUDA supports bf16") if torch.cuda.is_bf16_supported() else ("fp16", "no bf16")
+    elif cuda_device is not None:
+        picked, why = _auto_cuda_precision(cuda_device)
     elif features & _NATIVE_BF16:
         picked, why = "bf16", f"CPU has {', '.join(sorted(features & _NATIVE_BF16))}"
     else:
         picked, why = "fp32", "CPU has no avx512_bf16/amx_bf16"
     logger.info("precision auto: picked %s (%s)", picked, why)
     return picked
+
+
+def _auto_cuda_precision(device) -> Tuple[str, str]:
+    """fp32 where cuDNN runs float32 convolutions as TF32 on tensor cores (compute capability >= 8.0 and TF32
+    left on, PyTorch's default): on an H200 every autocast variant ran the network stage slower than float32
+    (module docstring); else fp16 (tensor cores since compute capability 7.0)."""
+    import torch
+
+    major, _ = torch.cuda.get_device_capability(device)
+    if major < 8:
+        return "fp16", f"compute capability {major}.x has no TF32"
+    if not cudnn_conv_tf32():
+        return "fp16", "TF32 is switched off for cuDNN convolutions"
+    return "fp32", f"compute capability {major}.x: cuDNN already runs float32 convolutions as TF32"
+
+
+def cudnn_conv_tf32() -> bool:
+    """Whether cuDNN may run float32 convolutions as TF32 (PyTorch's setting; True by default).
+
+    PyTorch >= 2.9 has ``fp32_precision`` at three levels (convolutions, cuDNN, global; ``"none"`` defers to
+    the next); reading the older ``cudnn.allow_tf32`` raises once they disagree, so it is the last resort.
+    """
+    import torch
+
+    cudnn = torch.backends.cudnn
+    for level in (getattr(getattr(cudnn, "conv", None), "fp32_precision", None),
+                  getattr(cudnn, "fp32_precision", None), getattr(torch.backends, "fp32_precision", None)):
+        if level not in (None, "none"):
+            return level == "tf32"
+    try:
+        return bool(cudnn.allow_tf32)
+    except RuntimeError:
+        return True
 
 
 def _check_runnable(precision: str, backend: str, *, cuda: bool, features: FrozenSet[str]) -> None:

@@ -270,6 +270,37 @@ def test_cuda_variants_match_exact(kwargs, nuclei):
     assert average_precision(ref, masks, thresholds=(0.5,))["ap"][0] >= 0.98
 
 
+def test_cudnn_tf32_setting_is_read_from_either_api():
+    # PyTorch >= 2.9 raises on reading cudnn.allow_tf32 once conv and RNN disagree; the new setting wins
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is None or not hasattr(conv, "fp32_precision"):
+        pytest.skip("this PyTorch has no fp32_precision settings")
+    before = conv.fp32_precision
+    try:
+        conv.fp32_precision = "ieee"
+        assert variants.cudnn_conv_tf32() is False
+        conv.fp32_precision = "tf32"
+        assert variants.cudnn_conv_tf32() is True
+    finally:
+        conv.fp32_precision = before
+
+
+def test_fast_layout_resolves_to_nhwc_on_a_cpu_and_yields_to_a_keyword():
+    fast = variants.fast_variant()
+    assert fast.channels_last == "auto"
+    assert variants.resolve(fast, device="cpu").channels_last is True
+    assert variants.select(preset="fast", channels_last=False).channels_last is False
+    assert variants.resolve(variants.select(preset="fast", channels_last=False), device="cpu").channels_last is False
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fast_on_cuda_is_nchw_and_fp32_where_tf32_runs():
+    resolved = variants.resolve(variants.fast_variant(), device="cuda")
+    tf32 = torch.cuda.get_device_capability()[0] >= 8 and variants.cudnn_conv_tf32()
+    assert (resolved.precision, resolved.backend, resolved.channels_last) == ("fp32" if tf32 else "fp16", "torch",
+                                                                              False)
+
+
 @pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed (pip install 'cellpose-tb[openvino]')")
 @pytest.mark.parametrize("threads", [1, 2])
 def test_openvino_threads_follow_torch_and_are_not_pinned(threads):

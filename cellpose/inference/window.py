@@ -113,7 +113,7 @@ def _window_pass(net, img, place, tiles, *, batch_size: int, device, empties) ->
         for b0 in range(0, len(tiles), batch_size):
             ks = [int(k) for k in tiles[b0: b0 + batch_size]]
             with stage("tile"):
-                batch = _cut_tiles(img, place, ks)
+                batch = _cut_tiles(img, place, ks, pinned=torch.device(device).type == "cuda")
             with stage("network.batch") as sb:
                 out, _, nskip = _forward_skipping(net, batch, device, empties)
                 sb.add(tiles=len(ks), pixels=batch.shape[0] * batch.shape[2] * batch.shape[3])
