@@ -133,7 +133,7 @@ class CellposeModel:
         self._float32_rescale = not is_builtin_name(str(name))
         logger.info("loaded %s (diam_mean %.1f, diam_labels %.1f) on %s", self.pretrained_model,
                     self.diam_mean, self.diam_labels, self.device)
-        self._prepared = {}
+        self._prepared, self._announced = {}, set()
         if self.variant_settings:
             self.resolve_variant()
 
@@ -151,7 +151,10 @@ class CellposeModel:
         """
         merged = {**self.variant_settings, **_variants.explicit_settings(**settings)}
         requested = _variants.select(**merged)
-        return requested, _variants.resolve(requested, device=self.device, int8_measured=self.int8_measured)
+        resolved = _variants.resolve(requested, device=self.device, int8_measured=self.int8_measured,
+                                     announce=requested not in self._announced)
+        self._announced.add(requested)
+        return requested, resolved
 
     def network_for(self, variant) -> torch.nn.Module:
         """The callable network of a resolved variant: the model's own for exact, else a cached ``PreparedNet``."""

@@ -305,7 +305,7 @@ def cpu_features(path: str = "/proc/cpuinfo") -> FrozenSet[str]:
 
 
 def resolve(variant: NetVariant, *, device, features: Optional[FrozenSet[str]] = None,
-            int8_measured: bool = False) -> NetVariant:
+            int8_measured: bool = False, announce: bool = True) -> NetVariant:
     """Replace ``auto`` by concrete choices for ``device`` and refuse what cannot run there.
 
     Parameters
@@ -318,6 +318,8 @@ def resolve(variant: NetVariant, *, device, features: Optional[FrozenSet[str]] =
     int8_measured : bool
         The weights are ones whose int8 masks were measured against exact (the bundled model,
         ``CellposeModel.int8_measured``): only then does ``precision="auto"`` on OpenVINO pick int8.
+    announce : bool
+        Log each ``auto`` pick and its reason at INFO (else at DEBUG): a model announces a variant once.
 
     Returns
     -------
@@ -332,26 +334,28 @@ def resolve(variant: NetVariant, *, device, features: Optional[FrozenSet[str]] =
     """
     cuda = str(device).startswith("cuda")
     feats = cpu_features() if features is None and not cuda else (features or frozenset())
-    backend = variant.backend if variant.backend != "auto" else _auto_backend(cuda)
+    level = logging.INFO if announce else logging.DEBUG
+    backend = variant.backend if variant.backend != "auto" else _auto_backend(cuda, level)
     precision = variant.precision
     if precision == "auto":
-        precision = _auto_precision(device if cuda else None, feats, backend=backend, int8_measured=int8_measured)
+        precision = _auto_precision(device if cuda else None, feats, backend=backend, int8_measured=int8_measured,
+                                    level=level)
     _check_runnable(precision, backend, cuda=cuda, features=feats)
     layout = variant.channels_last if variant.channels_last != "auto" else not cuda
     return replace(variant, precision=precision, backend=backend, channels_last=layout)
 
 
-def _auto_backend(cuda: bool) -> str:
+def _auto_backend(cuda: bool, level: int) -> str:
     """OpenVINO on a CPU where it is installed (measured fastest, see the module docstring), else torch."""
     if not cuda and importlib.util.find_spec("openvino") is not None:
         picked, why = "openvino", "CPU and openvino installed"
     else:
         picked, why = "torch", "CUDA device" if cuda else "openvino not installed"
-    logger.info("backend auto: picked %s (%s)", picked, why)
+    logger.log(level, "backend auto: picked %s (%s)", picked, why)
     return picked
 
 
-def _auto_precision(cuda_device, features: FrozenSet[str], *, backend: str, int8_measured: bool) -> str:
+def _auto_precision(cuda_device, features: FrozenSet[str], *, backend: str, int8_measured: bool, level: int) -> str:
     """int8 on OpenVINO for weights measured in int8; on a CUDA device (``cuda_device``, else None)
     ``_auto_cuda_precision``; else bf16 where the CPU has it natively (avx512_bf16/amx), else fp32."""
     if backend == "openvino" and int8_measured:
@@ -362,7 +366,7 @@ def _auto_precision(cuda_device, features: FrozenSet[str], *, backend: str, int8
         picked, why = "bf16", f"CPU has {', '.join(sorted(features & _NATIVE_BF16))}"
     else:
         picked, why = "fp32", "CPU has no avx512_bf16/amx_bf16"
-    logger.info("precision auto: picked %s (%s)", picked, why)
+    logger.log(level, "precision auto: picked %s (%s)", picked, why)
     return picked
 
 

@@ -270,6 +270,17 @@ def test_cuda_variants_match_exact(kwargs, nuclei):
     assert average_precision(ref, masks, thresholds=(0.5,))["ap"][0] >= 0.98
 
 
+def test_a_model_announces_each_auto_pick_once(caplog):
+    with caplog.at_level("DEBUG", logger="cellpose.variants"):
+        model = CellposeModel(pretrained_model=DEFAULT_BUNDLED_MODEL, preset="fast")
+        for _ in range(3):
+            model.resolve_variant()
+        model.resolve_variant(backend="torch")
+    picks = [(r.levelname, r.getMessage().split(":")[0]) for r in caplog.records if "auto: picked" in r.getMessage()]
+    assert picks.count(("INFO", "precision auto")) == 2         # the preset, then the preset on torch
+    assert picks.count(("DEBUG", "precision auto")) == 3         # the three repeats of the preset
+
+
 def test_cudnn_tf32_setting_is_read_from_either_api():
     # PyTorch >= 2.9 raises on reading cudnn.allow_tf32 once conv and RNN disagree; the new setting wins
     conv = getattr(torch.backends.cudnn, "conv", None)
