@@ -7,6 +7,7 @@ Environment variables (read when the suite is imported, so asv and pytest see th
 * ``CPTB_BENCH_FULL=1`` adds the slow variants (``compile``: about a minute of compilation; ``openvino``: about
   30 s of conversion, only where ``openvino`` is installed) and the slow legacy scripts;
 * ``CPTB_BENCH_VARIANTS=exact,fast,...`` restricts the variants (``exact`` is always kept: it is the reference);
+  without it, ``bf16`` is left out on a CPU without native bf16 (emulated there, 5-33x slower than exact);
 * ``CPTB_BENCH_REPEAT=N``: the pytest adapter keeps the best of N calls of each ``time_*`` method (asv: its own
   repeats);
 * ``CPTB_BENCH_GPU=0`` keeps the network on the CPU where torch sees a CUDA GPU (default: the GPU).
@@ -58,14 +59,20 @@ def repeats() -> int:
 
 
 def variant_names() -> List[str]:
-    """Variants of this run: all fast ones, the slow ones with ``CPTB_BENCH_FULL``, limited by the env."""
+    """Variants of this run: all fast ones, the slow ones with ``CPTB_BENCH_FULL``, limited by the env.
+
+    bf16 on a CPU without native bf16 runs only when ``CPTB_BENCH_VARIANTS`` names it: PyTorch emulates it
+    there (one batch took 33x exact's time on an AVX2-only AMD EPYC).
+    """
+    from cellpose.variants import native_bf16
+
     names = [n for n, spec in VARIANTS.items() if full_run() or not spec[3]]
     if importlib.util.find_spec("openvino") is None:
         names = [n for n in names if n not in ("openvino", "int8")]
     chosen = os.environ.get("CPTB_BENCH_VARIANTS")
     if chosen:
-        names = [n for n in names if n == "exact" or n in chosen.split(",")]
-    return names
+        return [n for n in names if n == "exact" or n in chosen.split(",")]
+    return [n for n in names if native_bf16() or VARIANTS[n][0].get("precision") != "bf16"]
 
 
 def _parse_size(text: str) -> Tuple[int, int]:

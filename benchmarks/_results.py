@@ -1,7 +1,7 @@
 """Results of the asv classes as run by the pytest adapter: records, the comparison table, the JSON file.
 
 A record is ``{"benchmark": "Class.method", "params": {name: value}, "value": float, "unit": str}``. The JSON
-file ``benchmarks/results/<host>-<cpu>.json`` holds ``{"hardware": {...}, "results": [records]}``; a new run
+file ``benchmarks/results/<host>-<cpu>-<isa>.json`` holds ``{"hardware": {...}, "results": [records]}``; a new run
 replaces the records with the same benchmark and parameters and keeps the others (so runs at several sizes
 accumulate for the plots of ``benchmarks/report.py``).
 """
@@ -14,16 +14,27 @@ import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
-__all__ = ["comparison_table", "load", "merge", "results_path", "write"]
+__all__ = ["comparison_table", "isa_tag", "load", "merge", "results_path", "write"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+ISA_TAGS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
 STAGE_ORDER = ("read", "normalize", "network", "dynamics", "write", "whole", "blockwise")
 
 
 def results_path(hardware: dict, folder: Path = RESULTS_DIR) -> Path:
-    """``folder/<hostname>-<cpu model>.json`` with unsafe characters replaced by ``-``."""
-    text = f"{socket.gethostname()}-{hardware.get('cpu_model') or 'cpu'}".lower()
+    """``folder/<hostname>-<cpu model>-<widest ISA>.json`` with unsafe characters replaced by ``-``.
+
+    The ISA tag (``isa_tag``) keeps apart CPUs that report the same model name: "AMD EPYC" machines with and
+    without AVX-512 once wrote into one file.
+    """
+    text = f"{socket.gethostname()}-{hardware.get('cpu_model') or 'cpu'}-{isa_tag(hardware)}".lower()
     return folder / (re.sub(r"[^a-z0-9_.]+", "-", text).strip("-") + ".json")
+
+
+def isa_tag(hardware: dict) -> str:
+    """The widest of amx_bf16, avx512_bf16, avx512f, avx2 in ``hardware["cpu_flags"]``, else ``"base"``."""
+    flags = set(hardware.get("cpu_flags") or ())
+    return next((flag for flag in ISA_TAGS if flag in flags), "base")
 
 
 def _key(rec: dict) -> str:

@@ -10,7 +10,7 @@ becomes one pytest item per parameter combination. An item calls ``setup_cache``
 * ``track_*``: the returned value.
 
 At the end of the session it prints one comparison table (``_results.comparison_table``) with the hardware
-line, and merges the records into ``benchmarks/results/<host>-<cpu>.json``. The plain ``test_*`` functions of
+line, and merges the records into ``benchmarks/results/<host>-<cpu>-<isa>.json``. The plain ``test_*`` functions of
 the older scripts are collected as before; the slow ones (``SLOW_MODULES``) are skipped unless
 ``CPTB_BENCH_FULL=1`` or their file is named on the command line (``pytest benchmarks/bench_dynamics.py``).
 No timing is asserted.
@@ -180,7 +180,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    """Print the comparison table and merge this run's records into ``benchmarks/results/<host>-<cpu>.json``."""
+    """Print the comparison table and merge this run's records into ``benchmarks/results/<host>-<cpu>-<isa>.json``."""
     records = config.stash.get(_RECORDS, [])
     if not records:
         return

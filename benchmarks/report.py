@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/report.py benchmarks/results/HOST-CPU.json [more.json ...] -o docs/img
+    python benchmarks/report.py benchmarks/results/HOST-CPU-ISA.json [more.json ...] -o docs/img
 
 Writes (PNG, small; needs matplotlib, an optional dependency: ``pip install 'cellpose-tb[bench]'``):
 

@@ -48,7 +48,8 @@ CUDA), ``skip_empty=True``, which resolves (``resolve``) by hardware and install
 * other weights on such a CPU (their int8 masks are not measured): bf16 OpenVINO where the CPU has native bf16
   (``avx512_bf16`` or ``amx_bf16``), else float32 OpenVINO; ``--precision int8`` still asks for int8;
 * a CPU with native bf16 without ``openvino``: bf16 autocast + channels_last, PyTorch;
-* other CPUs without ``openvino``: float32 channels_last PyTorch (bf16 would be emulated);
+* other CPUs without ``openvino``: float32 channels_last PyTorch (bf16 would be emulated: on an AVX2-only AMD
+  EPYC one batch took 33x exact's time, 5.3x with channels_last);
 * CUDA: PyTorch, NCHW; float32 where cuDNN runs it as TF32 on tensor cores (compute capability >= 8.0),
   else fp16. Measured on one NVIDIA H200 (torch 2.11 cu130, 2026-11-30, ``scripts/gpu_check.sh`` and a
   sweep over precision x layout x batch x skip_empty, network stage of the 3138x2509 generated nuclear image,
@@ -61,7 +62,8 @@ CUDA), ``skip_empty=True``, which resolves (``resolve``) by hardware and install
 
 The CPU flags are those of ``/proc/cpuinfo`` less any above ``ONEDNN_MAX_CPU_ISA`` (``isa_capped``): both
 PyTorch's and OpenVINO's kernels honour that variable, so with ``AVX2`` the pick is the one for an AVX2-only
-CPU (OpenVINO would refuse bf16 there).
+CPU. Without native bf16 an explicit bf16 on OpenVINO resolves to fp32 with a warning: on a real AVX2-only CPU
+OpenVINO compiles the bf16 hint as float32, and under the cap it fails to compile.
 
 Masks of ``fast`` against ``exact`` are checked at AP@0.5 >= 0.98 by ``tests/test_variants.py``.
 """
@@ -340,7 +342,9 @@ def resolve(variant: NetVariant, *, device, features: Optional[FrozenSet[str]] =
     if precision == "auto":
         precision = _auto_precision(device if cuda else None, feats, backend=backend, int8_measured=int8_measured,
                                     level=level)
-    _check_runnable(precision, backend, cuda=cuda, features=feats)
+    if not cuda:
+        precision = _openvino_cpu_precision(precision, backend, feats, level=level)
+    _check_runnable(precision, backend, cuda=cuda, features=feats, level=level)
     layout = variant.channels_last if variant.channels_last != "auto" else not cuda
     return replace(variant, precision=precision, backend=backend, channels_last=layout)
 
@@ -403,8 +407,30 @@ def cudnn_conv_tf32() -> bool:
         return True
 
 
-def _check_runnable(precision: str, backend: str, *, cuda: bool, features: FrozenSet[str]) -> None:
-    """Refuse combinations this device cannot run; warn about emulated bf16."""
+def _warning_level(level: int) -> int:
+    """WARNING for a model's first resolution of a variant (``level`` INFO), DEBUG after."""
+    return logging.WARNING if level == logging.INFO else logging.DEBUG
+
+
+def _openvino_cpu_precision(precision: str, backend: str, features: FrozenSet[str], *, level: int) -> str:
+    """fp32 for bf16 on OpenVINO where the CPU lacks native bf16, else ``precision`` unchanged.
+
+    On such a CPU OpenVINO compiles a bf16 hint as float32 (AMD EPYC family 25 model 1, flags avx2 only,
+    openvino 2026.4.1: the compiled model reports f32 and its outputs equal the f32 model's), and with the
+    kernels capped by ``ONEDNN_MAX_CPU_ISA`` it fails to compile. Saying so, and recording fp32, is honest
+    about what runs.
+    """
+    if precision != "bf16" or backend != "openvino" or native_bf16(features):
+        return precision
+    logger.log(_warning_level(level),
+               "precision bf16 on backend openvino: this CPU has no avx512_bf16/amx_bf16%s, so OpenVINO "
+               "runs float32; running precision fp32", f" (kernels capped at {isa_cap()})" if isa_cap() else "")
+    return "fp32"
+
+
+def _check_runnable(precision: str, backend: str, *, cuda: bool, features: FrozenSet[str],
+                    level: int = logging.INFO) -> None:
+    """Refuse combinations this device cannot run; warn about emulated bf16 (``_warning_level``)."""
     if precision == "fp16" and not cuda:
         raise VariantUnavailableError("precision fp16 needs a CUDA device (CPU fp16 is emulated and slow); "
                                       "on a CPU use bf16 (native with avx512_bf16/amx) or fp32")
@@ -419,13 +445,10 @@ def _check_runnable(precision: str, backend: str, *, cuda: bool, features: Froze
                                       f"backend='openvino' (CLI: --backend openvino, implied by --precision int8)")
     if backend == "openvino" and precision not in ("fp32", "bf16", "int8"):
         raise VariantUnavailableError(f"backend openvino supports precision fp32, bf16 or int8, not {precision}")
-    if precision == "bf16" and backend == "openvino" and not native_bf16(features) and isa_cap():
-        raise VariantUnavailableError(f"precision bf16 with backend openvino cannot run with the CPU kernels "
-                                      f"capped at {isa_cap()} (oneDNN ISA cap); use --precision fp32 or unset "
-                                      f"{' / '.join(ISA_CAP_VARIABLES)}")
     if precision == "bf16" and not cuda and not native_bf16(features):
-        logger.warning("precision bf16 on a CPU without avx512_bf16/amx_bf16 is emulated and may be slower "
-                       "than fp32")
+        logger.log(_warning_level(level),
+                   "precision bf16 on a CPU without avx512_bf16/amx_bf16 is emulated: 5-33x slower than fp32 on an "
+                   "AVX2-only CPU (GUIDELINES §7)")
 
 
 def native_bf16(features: Optional[FrozenSet[str]] = None) -> bool:

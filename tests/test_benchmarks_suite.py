@@ -87,3 +87,20 @@ def test_profile_plot_writes_png(tmp_path):
         assert status == 2
     else:
         assert status == 0 and (tmp_path / "img" / "profile_stages.png").stat().st_size > 1000
+
+
+def test_results_of_cpus_with_one_model_name_and_different_isas_go_to_different_files(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import _results
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    avx512 = {"cpu_model": "AMD EPYC", "cpu_flags": ["avx2", "avx512f", "avx512_bf16"]}
+    avx2 = {"cpu_model": "AMD EPYC", "cpu_flags": ["avx2"]}
+    paths = {_results.results_path(hw, tmp_path) for hw in (avx512, avx2, {"cpu_model": "AMD EPYC"})}
+    assert len(paths) == 3 and all(p.parent == tmp_path for p in paths)
+    assert _results.results_path(avx2, tmp_path).name.endswith("-amd-epyc-avx2.json")
+    rec = {"benchmark": "Stages.time_stage", "params": {"size": "256x256"}, "value": 1.0, "unit": "seconds"}
+    _results.write(_results.results_path(avx512, tmp_path), avx512, [rec])
+    _results.write(_results.results_path(avx2, tmp_path), avx2, [dict(rec, value=2.0)])
+    assert _results.load(_results.results_path(avx512, tmp_path))["results"][0]["value"] == 1.0

@@ -1,8 +1,9 @@
 """``ONEDNN_MAX_CPU_ISA`` caps the CPU flags that ``auto`` and ``--preset fast`` pick from.
 
 PyTorch's and OpenVINO's CPU kernels honour the variable: with ``AVX2`` they run as on an AVX2-only CPU, and
-OpenVINO refuses bf16 outright. The variant resolution must see the same capped CPU, or ``--preset fast``
-would ask for bf16 that the kernels cannot run.
+OpenVINO fails to compile bf16. The variant resolution must see the same capped CPU, or ``--preset fast``
+would ask for bf16 that the kernels cannot run. On a real AVX2-only CPU OpenVINO compiles bf16 as float32, so
+an explicit bf16 request on OpenVINO resolves to fp32 on both, with a warning.
 """
 from __future__ import annotations
 
@@ -76,14 +77,59 @@ def test_cpu_features_reads_the_cap_from_either_name(name, tmp_path, monkeypatch
     assert variants.cpu_features(str(cpuinfo)) == {"sse4_1", "avx", "avx2"}
 
 
-@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
-def test_openvino_bf16_is_refused_under_a_cap_with_a_clear_message(monkeypatch):
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+AVX2_ONLY = frozenset({"sse4_1", "avx", "avx2", "fma"})
+
+
+@pytest.mark.parametrize("cap, features", [("AVX2", variants.isa_capped(XEON, "AVX2")), (None, AVX2_ONLY)])
+def test_openvino_bf16_runs_fp32_without_native_bf16_and_says_so(monkeypatch, caplog, cap, features):
+    for name in variants.ISA_CAP_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    if cap:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
     bf16 = variants.NetVariant(precision="bf16", backend="openvino")
-    with pytest.raises(variants.VariantUnavailableError, match="capped at AVX2.*--precision fp32"):
-        variants.resolve(bf16, device="cpu", features=variants.isa_capped(XEON, "AVX2"))
-    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    with caplog.at_level("WARNING", logger="cellpose.variants"):
+        resolved = variants.resolve(bf16, device="cpu", features=features)
+    assert resolved.precision == "fp32"
+    assert "OpenVINO runs float32" in caplog.text and ("capped at AVX2" in caplog.text) == bool(cap)
+    assert variants.describe(bf16, resolved)["requested"]["precision"] == "bf16"
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="cellpose.variants"):
+        variants.resolve(bf16, device="cpu", features=features, announce=False)
+    assert caplog.text == ""
+
+
+def test_emulated_bf16_warns_at_the_first_resolution_only(caplog):
+    bf16 = variants.NetVariant(precision="bf16", backend="torch")
+    with caplog.at_level("WARNING", logger="cellpose.variants"):
+        assert variants.resolve(bf16, device="cpu", features=AVX2_ONLY).precision == "bf16"
+    assert "emulated" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="cellpose.variants"):
+        variants.resolve(bf16, device="cpu", features=AVX2_ONLY, announce=False)
+    assert caplog.text == ""
+
+
+def test_openvino_bf16_is_kept_where_the_cpu_has_it(monkeypatch):
+    for name in variants.ISA_CAP_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    bf16 = variants.NetVariant(precision="bf16", backend="openvino")
     assert variants.resolve(bf16, device="cpu", features=XEON).precision == "bf16"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
+@pytest.mark.skipif(variants.native_bf16() or variants.isa_cap() is not None,
+                    reason="the CPU runs bf16 natively (or a cap is set): OpenVINO keeps the bf16 hint there")
+def test_openvino_compiles_a_bf16_hint_as_f32_on_this_cpu():
+    """The fact behind the fp32 fallback, checked on the CPU it claims it for (an AVX2-only one)."""
+    import numpy as np
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    x = ops.parameter([1, 4, 16, 16], np.float32)
+    weights = np.random.default_rng(0).normal(size=(4, 4, 3, 3)).astype(np.float32)
+    model = ov.Model([ops.convolution(x, ops.constant(weights), [1, 1], [1, 1], [1, 1], [1, 1])], [x])
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+    assert compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
 
 
 def _run_cli(tmp_path, cap):

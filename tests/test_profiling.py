@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import mmap
 import subprocess
 import sys
 import threading
@@ -207,9 +208,12 @@ def test_memory_counters_attribute_to_the_right_stage():
 def test_sampler_sees_a_spike_freed_inside_the_stage():
     with P.profile(memory="rss", sample_interval=0.002) as rep:
         with P.stage("spike"):
-            a = np.ones(int(200 * MB // 8))
+            # an anonymous mapping of its own, so that the pages leave at close() whatever malloc does with
+            # large blocks freed in a process that has run other tests (one full run kept 200 MB of np.ones)
+            spike = mmap.mmap(-1, 200 * MB)
+            np.frombuffer(spike, dtype=np.uint8)[::4096] = 1
             time.sleep(0.25)        # many sampling intervals, even when other threads hold both cores
-            del a
+            spike.close()
         with P.stage("quiet"):
             time.sleep(0.01)
     spike = _node(rep.profiler.root, "spike")
