@@ -25,9 +25,11 @@ def results_path(hardware: dict, folder: Path = RESULTS_DIR) -> Path:
     """``folder/<hostname>-<cpu model>-<widest ISA>.json`` with unsafe characters replaced by ``-``.
 
     The ISA tag (``isa_tag``) keeps apart CPUs that report the same model name: "AMD EPYC" machines with and
-    without AVX-512 once wrote into one file.
+    without AVX-512 once wrote into one file. A run under ``ONEDNN_MAX_CPU_ISA`` adds ``-cap-<value>``: its
+    flags are the capped ones, and it must not replace a real CPU's records.
     """
-    text = f"{socket.gethostname()}-{hardware.get('cpu_model') or 'cpu'}-{isa_tag(hardware)}".lower()
+    cap = f"-cap-{hardware['isa_cap']}" if hardware.get("isa_cap") else ""
+    text = f"{socket.gethostname()}-{hardware.get('cpu_model') or 'cpu'}-{isa_tag(hardware)}{cap}".lower()
     return folder / (re.sub(r"[^a-z0-9_.]+", "-", text).strip("-") + ".json")
 
 

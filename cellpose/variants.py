@@ -62,8 +62,9 @@ CUDA), ``skip_empty=True``, which resolves (``resolve``) by hardware and install
 
 The CPU flags are those of ``/proc/cpuinfo`` less any above ``ONEDNN_MAX_CPU_ISA`` (``isa_capped``): both
 PyTorch's and OpenVINO's kernels honour that variable, so with ``AVX2`` the pick is the one for an AVX2-only
-CPU. Without native bf16 an explicit bf16 on OpenVINO resolves to fp32 with a warning: on a real AVX2-only CPU
-OpenVINO compiles the bf16 hint as float32, and under the cap it fails to compile.
+CPU. Where OpenVINO would not run bf16 (``openvino_bf16``: neither native bf16 nor AVX-512) an explicit bf16 on
+OpenVINO resolves to fp32 with a warning: on a real AVX2-only CPU OpenVINO compiles the bf16 hint as float32,
+and under the cap it fails to compile.
 
 Masks of ``fast`` against ``exact`` are checked at AP@0.5 >= 0.98 by ``tests/test_variants.py``.
 """
@@ -80,7 +81,7 @@ from typing import FrozenSet, Iterator, Mapping, Optional, Tuple, Union
 
 __all__ = ["BACKENDS", "PRECISIONS", "PRESETS", "NetVariant", "UnknownVariantError", "VariantUnavailableError",
            "ISA_CAP_VARIABLES", "cpu_features", "cudnn_conv_tf32", "current", "describe", "explicit_settings",
-           "fast_variant", "isa_cap", "isa_capped", "named", "native_bf16", "resolve", "select", "use"]
+           "fast_variant", "isa_cap", "isa_capped", "named", "native_bf16", "openvino_bf16", "resolve", "select", "use"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,10 @@ PRESETS = ("exact", "fast")
 _BOOLS = (True, False)
 _LAYOUTS = (True, False, "auto")
 _NATIVE_BF16 = frozenset({"avx512_bf16", "amx_bf16"})
+#: Flags with which OpenVINO's CPU plugin accepts a bf16 hint: native bf16, or AVX-512 core (avx512bw) and
+#: AVX2-VNNI-2 (avx_ne_convert), where it emulates bf16 (its ``hasBF16HardwareSupport``: avx512_core or
+#: avx2_vnni_2). Elsewhere it compiles the hint as float32.
+_OPENVINO_BF16 = _NATIVE_BF16 | {"avx512bw", "avx_ne_convert"}
 OPENVINO_MISSING = ("backend openvino needs the optional package openvino: pip install 'cellpose-tb[openvino]' "
                     "(or pip install openvino)")
 
@@ -321,7 +326,8 @@ def resolve(variant: NetVariant, *, device, features: Optional[FrozenSet[str]] =
         The weights are ones whose int8 masks were measured against exact (the bundled model,
         ``CellposeModel.int8_measured``): only then does ``precision="auto"`` on OpenVINO pick int8.
     announce : bool
-        Log each ``auto`` pick and its reason at INFO (else at DEBUG): a model announces a variant once.
+        Log each ``auto`` pick and its reason at INFO, and warnings (emulated bf16, bf16 run as fp32) at
+        WARNING; else both at DEBUG: a model announces a variant once.
 
     Returns
     -------
@@ -342,9 +348,9 @@ def resolve(variant: NetVariant, *, device, features: Optional[FrozenSet[str]] =
     if precision == "auto":
         precision = _auto_precision(device if cuda else None, feats, backend=backend, int8_measured=int8_measured,
                                     level=level)
+    _check_runnable(precision, backend, cuda=cuda, features=feats, level=level)
     if not cuda:
         precision = _openvino_cpu_precision(precision, backend, feats, level=level)
-    _check_runnable(precision, backend, cuda=cuda, features=feats, level=level)
     layout = variant.channels_last if variant.channels_last != "auto" else not cuda
     return replace(variant, precision=precision, backend=backend, channels_last=layout)
 
@@ -412,18 +418,24 @@ def _warning_level(level: int) -> int:
     return logging.WARNING if level == logging.INFO else logging.DEBUG
 
 
-def _openvino_cpu_precision(precision: str, backend: str, features: FrozenSet[str], *, level: int) -> str:
-    """fp32 for bf16 on OpenVINO where the CPU lacks native bf16, else ``precision`` unchanged.
+def openvino_bf16(features: Optional[FrozenSet[str]] = None) -> bool:
+    """True where OpenVINO runs a bf16 hint in bf16 (``_OPENVINO_BF16``; under an ISA cap, only natively).
 
-    On such a CPU OpenVINO compiles a bf16 hint as float32 (AMD EPYC family 25 model 1, flags avx2 only,
-    openvino 2026.4.1: the compiled model reports f32 and its outputs equal the f32 model's), and with the
-    kernels capped by ``ONEDNN_MAX_CPU_ISA`` it fails to compile. Saying so, and recording fp32, is honest
-    about what runs.
+    Elsewhere it compiles the hint as float32 (AMD EPYC family 25 model 1, flags avx2 only, openvino
+    2026.4.1: the compiled model reports f32 and its outputs equal the f32 model's), and with the kernels
+    capped by ``ONEDNN_MAX_CPU_ISA`` on an AVX-512 CPU it failed to compile.
     """
-    if precision != "bf16" or backend != "openvino" or native_bf16(features):
+    feats = cpu_features() if features is None else features
+    return native_bf16(feats) or (not isa_cap() and bool(feats & _OPENVINO_BF16))
+
+
+def _openvino_cpu_precision(precision: str, backend: str, features: FrozenSet[str], *, level: int) -> str:
+    """fp32 for bf16 on OpenVINO where it would not run bf16 (``openvino_bf16``), else ``precision``: saying
+    so, and recording fp32, is honest about what runs."""
+    if precision != "bf16" or backend != "openvino" or openvino_bf16(features):
         return precision
     logger.log(_warning_level(level),
-               "precision bf16 on backend openvino: this CPU has no avx512_bf16/amx_bf16%s, so OpenVINO "
+               "precision bf16 on backend openvino: this CPU has neither native bf16 nor AVX-512%s, so OpenVINO "
                "runs float32; running precision fp32", f" (kernels capped at {isa_cap()})" if isa_cap() else "")
     return "fp32"
 
@@ -445,10 +457,11 @@ def _check_runnable(precision: str, backend: str, *, cuda: bool, features: Froze
                                       f"backend='openvino' (CLI: --backend openvino, implied by --precision int8)")
     if backend == "openvino" and precision not in ("fp32", "bf16", "int8"):
         raise VariantUnavailableError(f"backend openvino supports precision fp32, bf16 or int8, not {precision}")
-    if precision == "bf16" and not cuda and not native_bf16(features):
+    if precision == "bf16" and not cuda and not native_bf16(features) and (
+            backend != "openvino" or openvino_bf16(features)):
         logger.log(_warning_level(level),
-                   "precision bf16 on a CPU without avx512_bf16/amx_bf16 is emulated: 5-33x slower than fp32 on an "
-                   "AVX2-only CPU (GUIDELINES §7)")
+                   "precision bf16 on a CPU without avx512_bf16/amx_bf16 is emulated and slower than fp32 (PyTorch: "
+                   "5-33x on an AVX2-only CPU, GUIDELINES §7)")
 
 
 def native_bf16(features: Optional[FrozenSet[str]] = None) -> bool:

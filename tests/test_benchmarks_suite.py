@@ -97,8 +97,9 @@ def test_results_of_cpus_with_one_model_name_and_different_isas_go_to_different_
         sys.path.remove(str(ROOT / "benchmarks"))
     avx512 = {"cpu_model": "AMD EPYC", "cpu_flags": ["avx2", "avx512f", "avx512_bf16"]}
     avx2 = {"cpu_model": "AMD EPYC", "cpu_flags": ["avx2"]}
-    paths = {_results.results_path(hw, tmp_path) for hw in (avx512, avx2, {"cpu_model": "AMD EPYC"})}
-    assert len(paths) == 3 and all(p.parent == tmp_path for p in paths)
+    capped = {"cpu_model": "AMD EPYC", "cpu_flags": ["avx2"], "isa_cap": "AVX2"}
+    paths = {_results.results_path(hw, tmp_path) for hw in (avx512, avx2, capped, {"cpu_model": "AMD EPYC"})}
+    assert len(paths) == 4 and all(p.parent == tmp_path for p in paths)
     assert _results.results_path(avx2, tmp_path).name.endswith("-amd-epyc-avx2.json")
     rec = {"benchmark": "Stages.time_stage", "params": {"size": "256x256"}, "value": 1.0, "unit": "seconds"}
     _results.write(_results.results_path(avx512, tmp_path), avx512, [rec])

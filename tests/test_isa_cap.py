@@ -78,24 +78,44 @@ def test_cpu_features_reads_the_cap_from_either_name(name, tmp_path, monkeypatch
 
 
 AVX2_ONLY = frozenset({"sse4_1", "avx", "avx2", "fma"})
+SKYLAKE = frozenset({"sse4_1", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"})
+HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
+needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason="openvino not installed")
 
 
-@pytest.mark.parametrize("cap, features", [("AVX2", variants.isa_capped(XEON, "AVX2")), (None, AVX2_ONLY)])
-def test_openvino_bf16_runs_fp32_without_native_bf16_and_says_so(monkeypatch, caplog, cap, features):
+def _no_cap(monkeypatch, cap=None):
     for name in variants.ISA_CAP_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     if cap:
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+
+
+@needs_openvino
+@pytest.mark.parametrize("cap, features", [("AVX2", variants.isa_capped(XEON, "AVX2")), (None, AVX2_ONLY)])
+def test_openvino_bf16_runs_fp32_without_native_bf16_and_says_so(monkeypatch, caplog, cap, features):
+    _no_cap(monkeypatch, cap)
     bf16 = variants.NetVariant(precision="bf16", backend="openvino")
     with caplog.at_level("WARNING", logger="cellpose.variants"):
         resolved = variants.resolve(bf16, device="cpu", features=features)
     assert resolved.precision == "fp32"
     assert "OpenVINO runs float32" in caplog.text and ("capped at AVX2" in caplog.text) == bool(cap)
-    assert variants.describe(bf16, resolved)["requested"]["precision"] == "bf16"
+    assert "emulated" not in caplog.text
+    record = variants.describe(bf16, resolved)
+    assert (record["precision"], record["requested"]["precision"]) == ("fp32", "bf16")
     caplog.clear()
     with caplog.at_level("WARNING", logger="cellpose.variants"):
         variants.resolve(bf16, device="cpu", features=features, announce=False)
     assert caplog.text == ""
+
+
+@needs_openvino
+@pytest.mark.parametrize("features, warned", [(XEON, False), (SKYLAKE, True)])
+def test_openvino_bf16_is_kept_where_openvino_runs_it(monkeypatch, caplog, features, warned):
+    _no_cap(monkeypatch)
+    bf16 = variants.NetVariant(precision="bf16", backend="openvino")
+    with caplog.at_level("WARNING", logger="cellpose.variants"):
+        assert variants.resolve(bf16, device="cpu", features=features).precision == "bf16"
+    assert ("emulated" in caplog.text) == warned
 
 
 def test_emulated_bf16_warns_at_the_first_resolution_only(caplog):
@@ -109,18 +129,34 @@ def test_emulated_bf16_warns_at_the_first_resolution_only(caplog):
     assert caplog.text == ""
 
 
-def test_openvino_bf16_is_kept_where_the_cpu_has_it(monkeypatch):
-    for name in variants.ISA_CAP_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    bf16 = variants.NetVariant(precision="bf16", backend="openvino")
-    assert variants.resolve(bf16, device="cpu", features=XEON).precision == "bf16"
+@needs_openvino
+def test_a_model_warns_about_bf16_run_as_fp32_once(monkeypatch, caplog):
+    from cellpose.models import CellposeModel
+
+    _no_cap(monkeypatch, "AVX2")
+    with caplog.at_level("WARNING", logger="cellpose.variants"):
+        model = CellposeModel(pretrained_model="cptb_nuclei", backend="openvino", precision="bf16")
+        first = caplog.text
+        _, resolved = model.resolve_variant()
+        _, again = model.resolve_variant()
+    assert first.count("OpenVINO runs float32") == 1 and caplog.text == first
+    assert resolved.precision == again.precision == "fp32"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
-@pytest.mark.skipif(variants.native_bf16() or variants.isa_cap() is not None,
-                    reason="the CPU runs bf16 natively (or a cap is set): OpenVINO keeps the bf16 hint there")
+@needs_openvino
+def test_the_flag_rule_agrees_with_openvino_on_this_cpu(monkeypatch):
+    import openvino as ov
+
+    _no_cap(monkeypatch)
+    capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    assert variants.openvino_bf16() == ("BF16" in capabilities), (sorted(variants.cpu_features()), capabilities)
+
+
+@needs_openvino
+@pytest.mark.skipif(variants.openvino_bf16() or variants.isa_cap() is not None,
+                    reason="OpenVINO runs bf16 on this CPU (or a cap is set): nothing to check here")
 def test_openvino_compiles_a_bf16_hint_as_f32_on_this_cpu():
-    """The fact behind the fp32 fallback, checked on the CPU it claims it for (an AVX2-only one)."""
+    """The fact behind the fp32 fallback, checked on a CPU it applies to (an AVX2-only one)."""
     import numpy as np
     import openvino as ov
     from openvino import opset13 as ops
@@ -132,12 +168,22 @@ def test_openvino_compiles_a_bf16_hint_as_f32_on_this_cpu():
     assert compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
 
 
-def _run_cli(tmp_path, cap):
+def _run_cli(tmp_path, cap, *flags):
     tifffile.imwrite(tmp_path / "img.tif", make_image((1, 160, 160), seed=4)[0][0])
     env = dict(os.environ, ONEDNN_MAX_CPU_ISA=cap)
     cmd = [sys.executable, "-m", "cellpose", "--dir", str(tmp_path), "--save_tif", "--no_npy", "--profile",
-           "--diameter", "17", "--preset", "fast"]
+           "--diameter", "17", *(flags or ("--preset", "fast"))]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@needs_openvino
+def test_cli_bf16_on_openvino_under_an_avx2_cap_runs_and_records_fp32(tmp_path):
+    done = _run_cli(tmp_path, "AVX2", "--backend", "openvino", "--precision", "bf16")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "OpenVINO runs float32" in done.stderr
+    variant = json.loads((tmp_path / "profile.json").read_text())["images"][0]["options"]["network_variant"]
+    assert (variant["precision"], variant["backend"], variant["requested"]["precision"]) == ("fp32", "openvino",
+                                                                                             "bf16")
 
 
 def test_fast_preset_runs_under_an_avx2_cap_and_records_it(tmp_path):
