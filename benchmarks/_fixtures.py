@@ -24,8 +24,8 @@ from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
-__all__ = ["MODEL", "STAGES", "VARIANTS", "applies", "full_run", "make_fixtures", "repeats", "size_label", "sizes",
-           "variant_names"]
+__all__ = ["MODEL", "STAGES", "VARIANTS", "applies", "emulated_bf16", "full_run", "make_fixtures", "repeats",
+           "size_label", "sizes", "variant_names"]
 
 MODEL = "cptb_nuclei"
 
@@ -64,15 +64,20 @@ def variant_names() -> List[str]:
     bf16 on a CPU without native bf16 runs only when ``CPTB_BENCH_VARIANTS`` names it: PyTorch emulates it
     there (one batch took 33x exact's time on an AVX2-only AMD EPYC).
     """
-    from cellpose.variants import native_bf16
-
     names = [n for n, spec in VARIANTS.items() if full_run() or not spec[3]]
     if importlib.util.find_spec("openvino") is None:
         names = [n for n in names if n not in ("openvino", "int8")]
     chosen = os.environ.get("CPTB_BENCH_VARIANTS")
     if chosen:
         return [n for n in names if n == "exact" or n in chosen.split(",")]
-    return [n for n in names if native_bf16() or VARIANTS[n][0].get("precision") != "bf16"]
+    return [n for n in names if not emulated_bf16(VARIANTS[n][0])]
+
+
+def emulated_bf16(net_kwargs: dict) -> bool:
+    """Whether the network keywords ask for bf16 on a CPU without native bf16 (left out of default runs)."""
+    from cellpose.variants import native_bf16
+
+    return net_kwargs.get("precision") == "bf16" and not native_bf16()
 
 
 def _parse_size(text: str) -> Tuple[int, int]:

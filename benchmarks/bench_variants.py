@@ -28,6 +28,7 @@ import numpy as np
 import tifffile
 
 from _common import bench_size, run_child
+from _fixtures import emulated_bf16
 
 VARIANTS = {
     "exact": {},
@@ -85,11 +86,8 @@ def _cpu_line() -> str:
 def _names():
     """``CPTB_BENCH_VARIANTS`` or every variant; by default none in bf16 on a CPU without native bf16, where
     PyTorch emulates it (33x exact's time per batch on an AVX2-only AMD EPYC) and OpenVINO runs fp32."""
-    from cellpose.variants import native_bf16
-
     names = os.environ.get("CPTB_BENCH_VARIANTS")
-    chosen = names.split(",") if names else [n for n in VARIANTS
-                                              if native_bf16() or VARIANTS[n].get("precision") != "bf16"]
+    chosen = names.split(",") if names else [n for n in VARIANTS if not emulated_bf16(VARIANTS[n])]
     if importlib.util.find_spec("openvino") is None:
         chosen = [n for n in chosen if not n.startswith("openvino") and n != "int8"]
     return ["exact"] + [n for n in chosen if n != "exact"]

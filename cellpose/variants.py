@@ -348,9 +348,9 @@ def resolve(variant: NetVariant, *, device, features: Optional[FrozenSet[str]] =
     if precision == "auto":
         precision = _auto_precision(device if cuda else None, feats, backend=backend, int8_measured=int8_measured,
                                     level=level)
-    _check_runnable(precision, backend, cuda=cuda, features=feats, level=level)
+    _check_runnable(precision, backend, cuda=cuda)
     if not cuda:
-        precision = _openvino_cpu_precision(precision, backend, feats, level=level)
+        precision = _cpu_bf16(precision, backend, feats, level=logging.WARNING if announce else logging.DEBUG)
     layout = variant.channels_last if variant.channels_last != "auto" else not cuda
     return replace(variant, precision=precision, backend=backend, channels_last=layout)
 
@@ -413,11 +413,6 @@ def cudnn_conv_tf32() -> bool:
         return True
 
 
-def _warning_level(level: int) -> int:
-    """WARNING for a model's first resolution of a variant (``level`` INFO), DEBUG after."""
-    return logging.WARNING if level == logging.INFO else logging.DEBUG
-
-
 def openvino_bf16(features: Optional[FrozenSet[str]] = None) -> bool:
     """True where OpenVINO runs a bf16 hint in bf16 (``_OPENVINO_BF16``; under an ISA cap, only natively).
 
@@ -429,20 +424,23 @@ def openvino_bf16(features: Optional[FrozenSet[str]] = None) -> bool:
     return native_bf16(feats) or (not isa_cap() and bool(feats & _OPENVINO_BF16))
 
 
-def _openvino_cpu_precision(precision: str, backend: str, features: FrozenSet[str], *, level: int) -> str:
-    """fp32 for bf16 on OpenVINO where it would not run bf16 (``openvino_bf16``), else ``precision``: saying
-    so, and recording fp32, is honest about what runs."""
-    if precision != "bf16" or backend != "openvino" or openvino_bf16(features):
+def _cpu_bf16(precision: str, backend: str, features: FrozenSet[str], *, level: int) -> str:
+    """``precision``, but bf16 on a CPU without native bf16 is said at ``level``: fp32 where OpenVINO would not
+    run bf16 (``openvino_bf16``; recording fp32 is honest about what runs), else bf16, emulated."""
+    if precision != "bf16" or native_bf16(features):
         return precision
-    logger.log(_warning_level(level),
-               "precision bf16 on backend openvino: this CPU has neither native bf16 nor AVX-512%s, so OpenVINO "
-               "runs float32; running precision fp32", f" (kernels capped at {isa_cap()})" if isa_cap() else "")
-    return "fp32"
+    if backend == "openvino" and not openvino_bf16(features):
+        logger.log(level, "precision bf16 on backend openvino: this CPU has neither native bf16 nor AVX-512%s, so "
+                   "OpenVINO runs float32; running precision fp32",
+                   f" (kernels capped at {isa_cap()})" if isa_cap() else "")
+        return "fp32"
+    logger.log(level, "precision bf16 on a CPU without avx512_bf16/amx_bf16 is emulated and slower than fp32 "
+               "(PyTorch: 5-33x on an AVX2-only CPU, GUIDELINES §7)")
+    return precision
 
 
-def _check_runnable(precision: str, backend: str, *, cuda: bool, features: FrozenSet[str],
-                    level: int = logging.INFO) -> None:
-    """Refuse combinations this device cannot run; warn about emulated bf16 (``_warning_level``)."""
+def _check_runnable(precision: str, backend: str, *, cuda: bool) -> None:
+    """Refuse combinations this device cannot run."""
     if precision == "fp16" and not cuda:
         raise VariantUnavailableError("precision fp16 needs a CUDA device (CPU fp16 is emulated and slow); "
                                       "on a CPU use bf16 (native with avx512_bf16/amx) or fp32")
@@ -457,11 +455,6 @@ def _check_runnable(precision: str, backend: str, *, cuda: bool, features: Froze
                                       f"backend='openvino' (CLI: --backend openvino, implied by --precision int8)")
     if backend == "openvino" and precision not in ("fp32", "bf16", "int8"):
         raise VariantUnavailableError(f"backend openvino supports precision fp32, bf16 or int8, not {precision}")
-    if precision == "bf16" and not cuda and not native_bf16(features) and (
-            backend != "openvino" or openvino_bf16(features)):
-        logger.log(_warning_level(level),
-                   "precision bf16 on a CPU without avx512_bf16/amx_bf16 is emulated and slower than fp32 (PyTorch: "
-                   "5-33x on an AVX2-only CPU, GUIDELINES §7)")
 
 
 def native_bf16(features: Optional[FrozenSet[str]] = None) -> bool:
