@@ -336,6 +336,98 @@ def test_openvino_threads_follow_torch_and_are_not_pinned(threads):
 
 
 @pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed (pip install 'cellpose-tb[openvino]')")
+@pytest.mark.parametrize("threads,n,streams", [(1, 8, 1), (2, 8, 2), (2, 4, 1), (2, 12, 2)])
+def test_openvino_chunks_run_on_one_stream_each_up_to_the_threads(threads, n, streams):
+    from cellpose.inference.prepared import PreparedNet
+    from cellpose.net.cpnet import CPnet
+    torch.manual_seed(n)
+    net = CPnet(nbase=[2, 8, 16, 32, 64], nout=3, sz=3).eval()
+    prepared = PreparedNet(net, variant=variants.NetVariant(precision="fp32", backend="openvino"), device="cpu")
+    x = torch.randn(n, 2, 32, 32)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out, style = prepared(x)
+        again, _ = prepared(x)
+        short, _ = prepared(x[:n - 1])
+    finally:
+        torch.set_num_threads(before)
+    (run,) = prepared._static.values()
+    assert run.streams == streams and run.compiled.get_property("NUM_STREAMS") == streams
+    assert (run._queue is not None) == (streams > 1)  # the chunks really went through the request queue
+    with torch.no_grad():
+        ref_out, ref_style = net(x)[:2]
+    assert _rel(out.numpy(), ref_out.numpy()) <= FP32_BOUND
+    assert _rel(style.numpy(), ref_style.numpy()) <= FP32_BOUND
+    np.testing.assert_array_equal(again.numpy(), out.numpy())  # each chunk's output comes back in its place
+    assert _rel(short.numpy(), out[:n - 1].numpy()) <= FP32_BOUND
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed (pip install 'cellpose-tb[openvino]')")
+def test_openvino_lone_chunk_first_does_not_keep_later_batches_on_one_stream():
+    from cellpose.inference.prepared import PreparedNet
+    from cellpose.net.cpnet import CPnet
+    torch.manual_seed(2)
+    net = CPnet(nbase=[2, 8, 16, 32, 64], nout=3, sz=3).eval()
+    prepared = PreparedNet(net, variant=variants.NetVariant(precision="fp32", backend="openvino"), device="cpu")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        prepared(torch.randn(4, 2, 32, 32))  # one chunk: a one-stream build
+        prepared(torch.randn(8, 2, 32, 32))  # two chunks: a two-stream build
+        prepared(torch.randn(3, 2, 32, 32))  # a lone chunk again: no third build
+    finally:
+        torch.set_num_threads(before)
+    assert prepared.builds == 2 and sorted(r.streams for r in prepared._static.values()) == [1, 2]
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed (pip install 'cellpose-tb[openvino]')")
+def test_openvino_failed_chunk_raises_and_the_next_call_works(monkeypatch):
+    from cellpose.inference import prepared as prep
+    from cellpose.net.cpnet import CPnet
+    torch.manual_seed(4)
+    net = CPnet(nbase=[2, 8, 16, 32, 64], nout=3, sz=3).eval()
+    prepared = prep.PreparedNet(net, variant=variants.NetVariant(precision="fp32", backend="openvino"),
+                                device="cpu")
+    real, failures = prep._collect, []
+
+    def flaky(request, userdata):
+        if not failures:
+            failures.append(1)
+            userdata[1].append(RuntimeError("copy failed"))
+            return
+        real(request, userdata)
+
+    monkeypatch.setattr(prep, "_collect", flaky)
+    x = torch.randn(8, 2, 32, 32)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        prepared(x)  # builds, and runs the first chunk on its own
+        with pytest.raises(RuntimeError, match="copy failed"):
+            prepared(x)
+        out, _ = prepared(x)
+    finally:
+        torch.set_num_threads(before)
+    with torch.no_grad():
+        assert _rel(out.numpy(), net(x)[0].numpy()) <= FP32_BOUND
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed (pip install 'cellpose-tb[openvino]')")
+def test_openvino_output_copy_errors_are_handed_over_not_raised_in_the_callback():
+    # an exception escaping an AsyncInferQueue callback ends the process at the queue's next use
+    from cellpose.inference.prepared import _collect
+
+    class Broken:
+        def get_output_tensor(self, i):
+            raise MemoryError("no room for the copy")
+
+    results, errors = [None, None], []
+    _collect(Broken(), (results, errors, 1))
+    assert results == [None, None] and isinstance(errors[0], MemoryError)
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed (pip install 'cellpose-tb[openvino]')")
 @pytest.mark.parametrize("n", [3, 4, 7, 9])
 def test_openvino_takes_big_batches_in_chunks_with_one_build(n):
     # chunks of OPENVINO_BATCH; the short last one is zero-padded, not built again
