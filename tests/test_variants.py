@@ -404,13 +404,51 @@ def test_openvino_failed_chunk_raises_and_the_next_call_works(monkeypatch):
     torch.set_num_threads(2)
     try:
         prepared(x)  # builds, and runs the first chunk on its own
-        with pytest.raises(RuntimeError, match="copy failed"):
+        with pytest.raises(RuntimeError, match="no output") as failure:
             prepared(x)
+        (run,) = prepared._static.values()
+        assert run._queue is None and "copy failed" in str(failure.value.__cause__)
         out, _ = prepared(x)
+        assert run._queue is not None  # a new queue
     finally:
         torch.set_num_threads(before)
     with torch.no_grad():
         assert _rel(out.numpy(), net(x)[0].numpy()) <= FP32_BOUND
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed (pip install 'cellpose-tb[openvino]')")
+def test_openvino_start_failing_midway_drains_and_drops_the_queue():
+    from cellpose.inference.prepared import _OpenVINORun
+
+    class Request:
+        waited = 0
+
+        def wait(self):
+            Request.waited += 1
+
+    class Queue:
+        def __init__(self):
+            self.requests, self.started = [Request(), Request()], 0
+
+        def set_callback(self, fn):
+            pass
+
+        def start_async(self, inputs, userdata):
+            self.started += 1
+            if self.started == 2:
+                raise RuntimeError("request refused")
+
+        def __iter__(self):
+            return iter(self.requests)
+
+    class FakeOpenVINO:
+        def AsyncInferQueue(self, compiled, jobs):
+            return Queue()
+
+    run = _OpenVINORun(compiled=None, ov=FakeOpenVINO(), streams=2)
+    with pytest.raises(RuntimeError, match="request refused"):
+        run.many([torch.zeros(1, 2, 8, 8), torch.zeros(1, 2, 8, 8)])
+    assert Request.waited == 2 and run._queue is None
 
 
 @pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed (pip install 'cellpose-tb[openvino]')")
@@ -430,7 +468,7 @@ def test_openvino_output_copy_errors_are_handed_over_not_raised_in_the_callback(
 @pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed (pip install 'cellpose-tb[openvino]')")
 @pytest.mark.parametrize("n", [3, 4, 7, 9])
 def test_openvino_takes_big_batches_in_chunks_with_one_build(n):
-    # chunks of OPENVINO_BATCH; the short last one is zero-padded, not built again
+    # chunks of OPENVINO_BATCH, whatever the first call's size; the short last one is zero-padded, not built again
     from cellpose.inference.prepared import OPENVINO_BATCH, PreparedNet
     from cellpose.net.cpnet import CPnet
     torch.manual_seed(n)
@@ -443,4 +481,4 @@ def test_openvino_takes_big_batches_in_chunks_with_one_build(n):
     assert out.shape == ref_out.shape and style.shape == ref_style.shape
     assert _rel(out.numpy(), ref_out.numpy()) <= FP32_BOUND
     assert _rel(style.numpy(), ref_style.numpy()) <= FP32_BOUND
-    assert prepared.builds == 1 and prepared._batch[(2, 32, 32)] == min(n, OPENVINO_BATCH)
+    assert prepared.builds == 1 and prepared._batch[(2, 32, 32)] == OPENVINO_BATCH

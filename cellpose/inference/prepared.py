@@ -10,10 +10,10 @@
   ``int8_ranges``), which is then cached on disk like the conversion.
 * channels_last: a copy of the network in NHWC layout (the model's own network is left as it is). OpenVINO
   chooses its own layout, so there it has no effect.
-* backends ``compile`` and ``openvino`` build one static-shape callable per (tile shape, batch, precision),
-  cached on this object (which lives on the ``CellposeModel``); building it, and its first call, run inside
-  the profiling stage ``network.compile``. A short last batch is zero-padded to the cached batch size
-  instead of triggering another build. OpenVINO takes batches in chunks of at most ``OPENVINO_BATCH``
+* backends ``compile`` and ``openvino`` build one static-shape callable per (tile shape, batch, precision,
+  inference streams), cached on this object (which lives on the ``CellposeModel``); building it, and its
+  first call, run inside the profiling stage ``network.compile``. A short last batch is zero-padded to the
+  cached batch size instead of triggering another build. OpenVINO always takes chunks of ``OPENVINO_BATCH``
   tiles, which run at once on their own inference streams (at most torch's thread count and
   ``OPENVINO_MAX_STREAMS``; a batch of several chunks gets a multi-stream build, a lone chunk runs on any
   build of its shape). The OpenVINO conversion is also cached on disk, across processes (``ov_cache``).
@@ -43,13 +43,14 @@ logger = logging.getLogger(__name__)
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 
-#: Largest batch one OpenVINO call takes; bigger batches are run in chunks. Per tile, OpenVINO bf16 took the
+#: The batch of every OpenVINO call: bigger batches are run in chunks, smaller ones zero-padded to it (so no
+#: output depends on the batches a process saw before). Per tile, OpenVINO bf16 took the
 #: same time at batch 4, 8 and 16 (72-74 ms for CPnet on 224² tiles, AMD EPYC, flags avx2 avx512f
 #: avx512_bf16, 2 cores), so the smaller batch only shrinks the zero padding of a short last batch (at most 3
 #: wasted tiles instead of 7) and the memory of one call.
 OPENVINO_BATCH = 4
 #: Most chunks run at once, on their own inference streams. Two were measured (2 cores, ``_OpenVINORun``); each
-#: stream holds its own buffers (about 120 MB at 224² tiles).
+#: stream holds its own buffers (120-150 MB more peak RSS at 224² tiles).
 OPENVINO_MAX_STREAMS = 2
 
 
@@ -104,7 +105,7 @@ class PreparedNet:
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def _static_call(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Run a cached static-shape callable on ``x`` in chunks of its batch size (OpenVINO: at most
+        """Run a cached static-shape callable on ``x`` in chunks of its batch size (OpenVINO: always
         ``OPENVINO_BATCH``), zero-padding a short last chunk."""
         parts, padded = self._chunks(x)
         fn, first = self._callable(padded)
@@ -113,9 +114,15 @@ class PreparedNet:
                 torch.cat([o[1][:len(p)] for o, p in zip(outs, parts)]))
 
     def _chunks(self, x: torch.Tensor) -> Tuple[list, list]:
-        """``x`` cut into chunks of the batch size for its tile shape, and the same chunks zero-padded to it."""
-        step = OPENVINO_BATCH if self.variant.backend == "openvino" else x.shape[0]
-        batch = max(self._batch.get(tuple(x.shape[1:]), 0), min(step, x.shape[0]))
+        """``x`` cut into chunks of the batch size for its tile shape, and the same chunks zero-padded to it.
+
+        OpenVINO always runs ``OPENVINO_BATCH`` tiles, so a tile's output does not depend on what the process
+        ran before (a resumed blockwise run gives the same bits as an uninterrupted one).
+        """
+        if self.variant.backend == "openvino":
+            batch = OPENVINO_BATCH
+        else:
+            batch = max(self._batch.get(tuple(x.shape[1:]), 0), x.shape[0])
         parts = [x[i:i + batch] for i in range(0, x.shape[0], batch)]
         return parts, [self._layout(_zero_padded(p, batch)) for p in parts]
 
@@ -128,7 +135,7 @@ class PreparedNet:
         tile, batch, streams = tuple(padded[0].shape[1:]), padded[0].shape[0], self._streams(len(padded))
         key = (tile, batch, self.variant.precision, streams)
         fn = self._static.get(key)
-        if fn is None and streams == 1:
+        if fn is None and len(padded) == 1:
             fn = next((f for k, f in self._static.items() if k[:3] == key[:3]), None)
         if fn is not None:
             return fn, None
@@ -246,7 +253,7 @@ class _OpenVINORun:
     ``threads / streams`` threads); two threads share one chunk's small layers poorly. Measured on an AMD
     EPYC (flags avx2 fma, 2 cores), chunks of 4 tiles of 224², one stream against two, alternating, medians
     of three: int8 bundled model on the exemplar (180 tiles), forward passes 21.56 → 20.30 s (1.06×);
-    float32 OpenVINO, 223 → 195 ms per tile (1.14×). The second stream's buffers add about 120 MB to the
+    float32 OpenVINO, 223 → 195 ms per tile (1.14×). The second stream's buffers add 120-150 MB to the
     peak RSS (the exemplar through the CLI: 1,021-1,052 MB against 901 MB). A lone chunk on a two-stream
     build (the short last batch of an image) runs on one stream's threads; those figures include it.
     """
@@ -288,12 +295,22 @@ class _OpenVINORun:
                 self._queue.start_async({0: a}, (results, errors, k))
             self._queue.wait_all()
         except Exception:
-            self._queue = None  # a queue re-raises its stored error at its next use, and that ends the process
+            self._drop_queue()
             raise
         if errors or any(r is None for r in results):
-            self._queue = None
-            raise RuntimeError(f"OpenVINO inference returned no output: {errors[0] if errors else 'unknown'}")
+            self._drop_queue()
+            raise RuntimeError("OpenVINO inference returned no output") from (errors[0] if errors else None)
         return results
+
+    def _drop_queue(self) -> None:
+        """Wait for every request of the queue (ignoring their errors), then drop it: a new one is made at the
+        next call. Dropping it with requests still running could deadlock on their callbacks."""
+        for request in self._queue:
+            try:
+                request.wait()
+            except Exception:  # noqa: BLE001 - already being raised by the caller, or a follow-on of it
+                logger.debug("OpenVINO request failed while draining the queue", exc_info=True)
+        self._queue = None
 
 
 def _collect(request, userdata) -> None:
@@ -328,13 +345,13 @@ def openvino_config(precision: str, *, streams: int = 1) -> dict:
         bf16 where the CPU has it natively (``variants.native_bf16``: 40.5 against 45.5 ms per 224² tile, AMD
         EPYC, flags avx2 avx512f avx512_bf16, 2 cores), else in float32.
     streams : int
-        Inference streams (``NUM_STREAMS``, set only above 1); the threads are shared among them.
+        Inference streams (``NUM_STREAMS``); the threads are shared among them.
 
     Returns
     -------
     dict
         ``compile_model`` properties: ``INFERENCE_PRECISION_HINT``, ``INFERENCE_NUM_THREADS`` (torch's current
-        thread count), ``ENABLE_CPU_PINNING`` (False) and, above one stream, ``NUM_STREAMS``.
+        thread count), ``ENABLE_CPU_PINNING`` (False) and ``NUM_STREAMS``.
 
     Notes
     -----
@@ -344,6 +361,5 @@ def openvino_config(precision: str, *, streams: int = 1) -> dict:
     unpinned 4.95 s together).
     """
     hint = _OV_PRECISION["bf16" if native_bf16() else "fp32"] if precision == "int8" else _OV_PRECISION[precision]
-    config = {"INFERENCE_PRECISION_HINT": hint,
-              "INFERENCE_NUM_THREADS": int(torch.get_num_threads()), "ENABLE_CPU_PINNING": False}
-    return dict(config, NUM_STREAMS=int(streams)) if streams > 1 else config
+    return {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": int(torch.get_num_threads()),
+            "ENABLE_CPU_PINNING": False, "NUM_STREAMS": int(streams)}
