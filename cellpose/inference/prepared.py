@@ -49,8 +49,8 @@ _OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 #: avx512_bf16, 2 cores), so the smaller batch only shrinks the zero padding of a short last batch (at most 3
 #: wasted tiles instead of 7) and the memory of one call.
 OPENVINO_BATCH = 4
-#: Most chunks run at once, on their own inference streams. Two were measured (2 cores, ``_OpenVINORun``); each
-#: stream holds its own buffers (120-150 MB more peak RSS at 224² tiles).
+#: Most chunks run at once, on their own inference streams. Two were measured (``_OpenVINORun``: AMD EPYC, flags
+#: avx2, 2 cores); each stream holds its own buffers (120-150 MB more peak RSS at 224² tiles there).
 OPENVINO_MAX_STREAMS = 2
 
 
@@ -152,7 +152,7 @@ class PreparedNet:
         ``OPENVINO_MAX_STREAMS`` (OpenVINO only; 1 otherwise)."""
         if self.variant.backend != "openvino":
             return 1
-        return max(1, min(int(torch.get_num_threads()), chunks, OPENVINO_MAX_STREAMS))
+        return min(int(torch.get_num_threads()), chunks, OPENVINO_MAX_STREAMS)
 
     def _build(self, x: torch.Tensor, *, streams: int = 1) -> Callable:
         logger.info("building %s network for batch %s (%s)", self.variant.backend, tuple(x.shape),
