@@ -25,5 +25,5 @@ setup(
         "openvino": ["openvino>=2024.0"],
         "bench": ["asv>=0.6", "matplotlib>=3.7", "psutil>=5.9"],
     },
-    entry_points={"console_scripts": ["cellpose-tb=cellpose.cli:main"]},
+    entry_points={"console_scripts": ["cellpose-tb=cellpose.__main__:entry"]},
 )

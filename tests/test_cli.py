@@ -127,6 +127,29 @@ def test_exit_status_and_single_line_from_python_m(tmp_path):
     assert len(lines) == 1 and "missing" in lines[0], proc.stderr
 
 
+_EXIT_PROBE = """
+import atexit, runpy, sys, threading, time
+out = sys.argv[1]
+sys.argv = ["cellpose", "--dir", out + "/missing"]
+sys.stdout.write("buffered, no newline")
+atexit.register(lambda: open(out + "/atexit", "w").close())
+threading.Thread(target=lambda: (time.sleep(0.5), open(out + "/thread", "w").close())).start()
+runpy.run_module("cellpose", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("full_exit", ["0", "1"])
+def test_python_m_ends_like_python_without_the_teardown(tmp_path, full_exit):
+    """The quick exit of ``python -m cellpose`` keeps what a normal exit does: the status, buffered output,
+    ``atexit`` handlers and non-daemon threads finishing their work."""
+    proc = subprocess.run([sys.executable, "-c", _EXIT_PROBE, str(tmp_path)], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, CELLPOSE_FULL_EXIT=full_exit,
+                                                CELLPOSE_LOCAL_MODELS_PATH=str(tmp_path)))
+    assert proc.returncode == 2 and "missing" in proc.stderr
+    assert proc.stdout == "buffered, no newline"
+    assert (tmp_path / "atexit").exists() and (tmp_path / "thread").exists()
+
+
 @pytest.mark.parametrize("flag", ["--do_3D", "--save_rois"])
 def test_unsupported_flags_are_refused(tmp_path, capsys, flag):
     rc = main(["--dir", str(tmp_path), flag])

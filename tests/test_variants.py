@@ -389,11 +389,11 @@ def test_openvino_failed_chunk_raises_and_the_next_call_works(monkeypatch):
     net = CPnet(nbase=[2, 8, 16, 32, 64], nout=3, sz=3).eval()
     prepared = prep.PreparedNet(net, variant=variants.NetVariant(precision="fp32", backend="openvino"),
                                 device="cpu")
-    real, failures = prep._collect, []
+    real, armed = prep._collect, []
 
     def flaky(request, userdata):
-        if not failures:
-            failures.append(1)
+        if armed:
+            armed.clear()
             userdata[1].append(RuntimeError("copy failed"))
             return
         real(request, userdata)
@@ -403,10 +403,12 @@ def test_openvino_failed_chunk_raises_and_the_next_call_works(monkeypatch):
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        prepared(x)  # builds, and runs the first chunk on its own
+        prepared(x)  # builds; its first call already runs both chunks at once, through the queue
+        (run,) = prepared._static.values()
+        assert run._queue is not None
+        armed.append(1)
         with pytest.raises(RuntimeError, match="no output") as failure:
             prepared(x)
-        (run,) = prepared._static.values()
         assert run._queue is None and "copy failed" in str(failure.value.__cause__)
         out, _ = prepared(x)
         assert run._queue is not None  # a new queue

@@ -12,11 +12,12 @@
   chooses its own layout, so there it has no effect.
 * backends ``compile`` and ``openvino`` build one static-shape callable per (tile shape, batch, precision,
   inference streams), cached on this object (which lives on the ``CellposeModel``); building it, and its
-  first call, run inside the profiling stage ``network.compile``. A short last batch is zero-padded to the
-  cached batch size instead of triggering another build. OpenVINO always takes chunks of ``OPENVINO_BATCH``
-  tiles, which run at once on their own inference streams (at most torch's thread count and
-  ``OPENVINO_MAX_STREAMS``; a batch of several chunks gets a multi-stream build, a lone chunk runs on any
-  build of its shape). The OpenVINO conversion is also cached on disk, across processes (``ov_cache``).
+  first call (one chunk per inference stream, at once), run inside the profiling stage ``network.compile``.
+  A short last batch is zero-padded to the cached batch size instead of triggering another build. OpenVINO
+  always takes chunks of ``OPENVINO_BATCH`` tiles, which run at once on their own inference streams (at most
+  torch's thread count and ``OPENVINO_MAX_STREAMS``; a batch of several chunks gets a multi-stream build, a
+  lone chunk runs on any build of its shape). The OpenVINO conversion is also cached on disk, across
+  processes (``ov_cache``).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import importlib
 import logging
 import threading
 import warnings
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Tuple
 
 import numpy as np
 import torch
@@ -108,8 +109,8 @@ class PreparedNet:
         """Run a cached static-shape callable on ``x`` in chunks of its batch size (OpenVINO: always
         ``OPENVINO_BATCH``), zero-padding a short last chunk."""
         parts, padded = self._chunks(x)
-        fn, first = self._callable(padded)
-        outs = _run_all(fn, padded) if first is None else [first] + _run_all(fn, padded[1:])
+        fn, firsts = self._callable(padded)
+        outs = firsts + _run_all(fn, padded[len(firsts):])
         return (torch.cat([o[0][:len(p)] for o, p in zip(outs, parts)]),
                 torch.cat([o[1][:len(p)] for o, p in zip(outs, parts)]))
 
@@ -126,9 +127,10 @@ class PreparedNet:
         parts = [x[i:i + batch] for i in range(0, x.shape[0], batch)]
         return parts, [self._layout(_zero_padded(p, batch)) for p in parts]
 
-    def _callable(self, padded: list) -> Tuple[Callable, Optional[tuple]]:
-        """The cached callable for these chunks and None, or, when it has to be built (inside the stage
-        ``network.compile``), the new callable and its output for ``padded[0]``.
+    def _callable(self, padded: list) -> Tuple[Callable, list]:
+        """The cached callable for these chunks and ``[]``, or, when it has to be built (inside the stage
+        ``network.compile``), the new callable and its outputs for the first ``streams`` chunks, run at once
+        (so the first batch uses every stream, not one after the other).
 
         Several chunks want ``streams`` inference streams; a lone chunk takes any callable of its shape.
         """
@@ -138,14 +140,14 @@ class PreparedNet:
         if fn is None and len(padded) == 1:
             fn = next((f for k, f in self._static.items() if k[:3] == key[:3]), None)
         if fn is not None:
-            return fn, None
+            return fn, []
         with stage("network.compile") as s:
             fn = self._build(padded[0], streams=streams)
-            first = fn(padded[0])
+            firsts = _run_all(fn, padded[:streams])
             s.add(builds=1)
         self._static[key], self._batch[tile] = fn, batch
         self.builds += 1
-        return fn, first
+        return fn, firsts
 
     def _streams(self, chunks: int) -> int:
         """Inference streams for a call of ``chunks`` chunks: one per chunk, at most torch's thread count and
