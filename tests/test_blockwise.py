@@ -80,13 +80,18 @@ def _cut_cells(whole: np.ndarray, blocks: np.ndarray, block: int) -> int:
 ORACLE_VARIANT = {"dynamics": "fast", "preset": "fast"}
 
 
+def _flags(settings: dict) -> list:
+    """CLI flags for keyword settings: ``{"preset": "fast"}`` -> ``["--preset", "fast"]``."""
+    return [a for k, v in settings.items() for a in (f"--{k}", v)]
+
+
 @pytest.fixture(scope="module")
 def oracle(tmp_path_factory, model):
     """A 3000 x 3000 nuclei plane: whole-image eval and blockwise (4 x 4 blocks, 24 seams) on 2 workers."""
     d = tmp_path_factory.mktemp("oracle")
     img = _write(d / "slide.ome.tif", (3000, 3000), seed=41, nchan=4)
     whole, _, _ = model.eval(img[0], channels=[0, 0], **ORACLE_VARIANT)
-    flags = [a for k, v in ORACLE_VARIANT.items() for a in (f"--{k}", v)]
+    flags = _flags(ORACLE_VARIANT)
     rc = main(["--image_path", str(d / "slide.ome.tif"), "--chan", "1", "--blockwise", "--block_size", "768",
                "--workers", "2", "--diameter", repr(model.diam_labels), *flags])
     assert rc == 0
@@ -225,8 +230,8 @@ def test_dask_on_a_scheduler_address_matches_serial_and_loads_the_model_once_per
 
     # the fast preset on both sides (int8 OpenVINO where installed): this test is about the scheduler, the
     # equality of the two runs and the model loads, not the network
-    backend = {"preset": "fast"}
-    model = CellposeModel(pretrained_model="cptb_nuclei", **backend)
+    fast = {"preset": "fast"}
+    model = CellposeModel(pretrained_model="cptb_nuclei", **fast)
     _write(tmp_path / "a.ome.tif", (640, 700), seed=8)
     # diameter 0, as the CLI default: both estimate it once from the same central sample window
     serial = run(tmp_path / "a.ome.tif", model, chan=1, block_size=256, out=tmp_path / "serial.ome.zarr",
@@ -235,7 +240,7 @@ def test_dask_on_a_scheduler_address_matches_serial_and_loads_the_model_once_per
             Client(cluster) as client:
         address = cluster.scheduler_address
         rc = main(["--image_path", str(tmp_path / "a.ome.tif"), "--chan", "1", "--blockwise", "--block_size", "256",
-                   "--scheduler", address, "--profile", *[a for k, v in backend.items() for a in (f"--{k}", v)]])
+                   "--scheduler", address, "--profile", *_flags(fast)])
         assert rc == 0
         assert len(client.scheduler_info()["workers"]) == 2
     np.testing.assert_array_equal(_labels(tmp_path / "a_cp_masks.ome.zarr"), _labels(serial.store))
