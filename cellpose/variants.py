@@ -43,7 +43,9 @@ CUDA), ``skip_empty=True``, which resolves (``resolve``) by hardware and install
   replaced bf16 OpenVINO: on the exemplar-size image it ran the network stage about 1.8x faster than bf16
   OpenVINO on this CPU (median 7.60x exact against 4.18x) and 1.96x faster than float32 OpenVINO with the
   kernels capped at AVX2 (3.84x exact), with masks at AP@0.5 0.992-1.0 against exact on six generated kinds
-  and the real DSB crop (GUIDELINES §7). Its one-off build (conversion and calibration, 8.5-9.3 s per weights
+  and the real DSB crop (GUIDELINES §7). On an Intel Xeon with AMX (flags amx_int8 amx_bf16, 2 cores,
+  2026-12-01) it ran the exemplar network stage 14.7-16.2x exact (median 15.2x, 3 runs; bf16 OpenVINO 12.0x in
+  one run), so int8 stays the pick there. Its one-off build (conversion and calibration, 8.5-9.3 s per weights
   and tile/batch shape) is cached on disk across processes (``ov_cache``);
 * other weights on such a CPU (their int8 masks are not measured): bf16 OpenVINO where the CPU has native bf16
   (``avx512_bf16`` or ``amx_bf16``), else float32 OpenVINO; ``--precision int8`` still asks for int8;
