@@ -23,6 +23,8 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from .net.weights import DEFAULT_BUNDLED_MODEL
+
 __all__ = ["warm_up", "main"]
 
 logger = logging.getLogger(__name__)
@@ -31,13 +33,14 @@ WARMUP_SIZE = 512
 
 
 def _ways(openvino: bool) -> Dict[str, dict]:
+    """``eval`` keywords of each way to warm up, by name; ``preset fast`` only with ``openvino`` installed."""
     ways = {"exact": {}, "dynamics fast": {"dynamics": "fast"}}
     if openvino:
         ways["preset fast"] = {"preset": "fast", "dynamics": "fast"}
     return ways
 
 
-def warm_up(*, size: int = WARMUP_SIZE, pretrained_model: str = "cptb_nuclei") -> Dict[str, float]:
+def warm_up(*, size: int = WARMUP_SIZE, pretrained_model: str = DEFAULT_BUNDLED_MODEL) -> Dict[str, float]:
     """Segment a generated ``size`` × ``size`` nuclear image each way that has a one-off cost.
 
     Parameters
@@ -50,7 +53,8 @@ def warm_up(*, size: int = WARMUP_SIZE, pretrained_model: str = "cptb_nuclei") -
     Returns
     -------
     dict of str → float
-        Wall seconds per way (``"exact"``, ``"dynamics fast"``, and ``"preset fast"`` with ``openvino``).
+        Wall seconds per way (``"exact"``, ``"dynamics fast"``, ``"preset fast"`` with ``openvino``) and for
+        the label kernels (``"outlines, blockwise labels"``).
     """
     if size < 64:
         raise ValueError(f"warm-up size must be at least 64 px, got {size}")
@@ -61,14 +65,18 @@ def warm_up(*, size: int = WARMUP_SIZE, pretrained_model: str = "cptb_nuclei") -
     model = CellposeModel(pretrained_model=pretrained_model)
     seconds, masks = {}, None
     for name, settings in _ways(importlib.util.find_spec("openvino") is not None).items():
-        start = time.perf_counter()
-        masks = model.eval(img, **settings)[0]
-        seconds[name] = time.perf_counter() - start
-        logger.info("warm-up %s: %.2f s", name, seconds[name])
-    start = time.perf_counter()
-    _label_kernels(masks)
-    seconds["outlines, blockwise labels"] = time.perf_counter() - start
+        masks = _timed(seconds, name, model.eval, img, **settings)[0]
+    _timed(seconds, "outlines, blockwise labels", _label_kernels, masks)
     return seconds
+
+
+def _timed(seconds: Dict[str, float], name: str, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, its wall seconds stored in ``seconds[name]`` and logged."""
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    seconds[name] = time.perf_counter() - start
+    logger.info("warm-up %s: %.2f s", name, seconds[name])
+    return result
 
 
 def _label_kernels(masks: np.ndarray) -> None:
@@ -91,6 +99,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.size < 64:
         parser.error(f"--size must be at least 64 px, got {args.size}")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     seconds = warm_up(size=args.size)
     print("warm-up: " + ", ".join(f"{name} {s:.1f} s" for name, s in seconds.items()))
     return 0

@@ -1,6 +1,7 @@
 """CPnet structure (spec §1.7), forward pass (§1.4) and weight round trips (§1.8)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -165,3 +166,29 @@ def test_from_state_dict_infers_configuration():
 def test_constructor_validation(kwargs):
     with pytest.raises(ValueError):
         CPnet(**kwargs)
+
+
+def test_export_wrapper_is_shape_free_and_matches_cpnet():
+    """The export wrapper's style (ReduceMean) equals CPnet's (avg_pool2d) to float32 rounding, and one trace of
+    the small probe gives the right output for a larger, non-square input (no shape baked into the graph)."""
+    from cellpose.inference.prepared import _probe, _TwoOutputs
+
+    torch.manual_seed(3)
+    net = CPnet(nbase=(2, 8, 16, 32, 64), diam_mean=17.0).eval()
+    x = torch.from_numpy(np.random.default_rng(7).normal(size=(3, 2, 48, 80)).astype(np.float32))
+    probe = _probe(net, x)
+    assert tuple(probe.shape) == (1, 2, 16, 16)
+    with torch.no_grad():
+        ref_out, ref_style, _ = net(x)
+        traced = torch.jit.trace(_TwoOutputs(net), probe, check_trace=False)
+        out, style = traced(x)
+    assert out.shape == ref_out.shape and style.shape == ref_style.shape
+    assert float((out - ref_out).abs().max()) <= 1e-5 * float(ref_out.abs().max())
+    assert float((style - ref_style).abs().max()) <= 1e-6
+
+
+def test_export_probe_refuses_a_module_that_is_not_a_cpnet():
+    from cellpose.inference.prepared import _probe
+
+    with pytest.raises(TypeError, match="exports a CPnet, not Linear"):
+        _probe(torch.nn.Linear(2, 2), torch.zeros(1, 2, 32, 32))

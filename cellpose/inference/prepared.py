@@ -61,7 +61,8 @@ class PreparedNet:
     Parameters
     ----------
     net : torch.nn.Module
-        CPnet (or any module with its protocol), float32, in eval mode, on ``device``.
+        CPnet (or any module with its protocol), float32, in eval mode, on ``device``. The OpenVINO backend
+        needs a CPnet: its export reads the encoder, decoder and output head (``_TwoOutputs``).
     variant : NetVariant
         Resolved (no ``auto``) variant; ``skip_empty`` is handled by ``run_net``, not here.
     device : torch.device or str
@@ -200,17 +201,30 @@ class _TwoOutputs(torch.nn.Module):
         self.net = net
 
     def forward(self, x):
+        """``x (B, C, H, W) float32`` → ``out (B, nout, H, W) float32, style (B, nbase[-1]) float32``."""
         downs = self.net.downsample(x)
-        g = downs[-1].mean(dim=(2, 3))
-        style = g / torch.sum(g ** 2, dim=1, keepdim=True) ** 0.5
+        style = self.net.unit_style(downs[-1].mean(dim=(2, 3)))
         return self.net.output(self.net.upsample(style, downs)), style
 
 
 def _probe(module: torch.nn.Module, example: torch.Tensor) -> torch.Tensor:
-    """A zero input of one small tile for tracing: ``(1, C, s, s)`` with ``s`` the smallest size that every
-    pooling of ``module`` (``len(nbase) - 2`` poolings of ×2) halves exactly, and at least 16."""
-    levels = len(getattr(module, "nbase", ())) - 2
-    side = max(16, 2 ** max(levels, 0))
+    """A zero input of one small tile, to trace ``_TwoOutputs(module)`` on.
+
+    Parameters
+    ----------
+    module : CPnet
+        Its ``nbase`` gives the number of ×2 poolings (``len(nbase) - 2``).
+    example : Tensor (B, C, ly, lx)
+        The real input; only its channel count is used.
+
+    Returns
+    -------
+    Tensor (1, C, s, s) float32
+        Zeros; ``s`` is the smallest size that every pooling halves exactly, and at least 16.
+    """
+    if not hasattr(module, "nbase"):
+        raise TypeError(f"the OpenVINO backend exports a CPnet, not {type(module).__name__}")
+    side = max(16, 2 ** max(len(module.nbase) - 2, 0))
     return torch.zeros((1, example.shape[1], side, side), dtype=torch.float32)
 
 

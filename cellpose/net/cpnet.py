@@ -166,12 +166,16 @@ class CPnet(nn.Module):
     def style_of(deepest: torch.Tensor) -> torch.Tensor:
         """Unit-norm style vector ``(B, C) float32`` from the deepest feature map ``(B, C, h, w)``.
 
-        Global average over the spatial axes, divided by its L2 norm (no epsilon, as upstream). The pooling
-        window is made of plain ints so that tracing exporters (OpenVINO) see a constant kernel instead of a
-        traced shape; the eager result is unchanged (same ``avg_pool2d`` call).
+        Global average over the spatial axes (``avg_pool2d`` with a window of the whole map, as upstream pools),
+        then ``unit_style``. The OpenVINO export pools with a mean instead, so that no shape is traced
+        (``inference.prepared._TwoOutputs``); the two agree to float32 rounding.
         """
         kernel = [int(n) for n in deepest.shape[-2:]]
-        g = F.avg_pool2d(deepest, kernel_size=kernel).flatten(1)
+        return CPnet.unit_style(F.avg_pool2d(deepest, kernel_size=kernel).flatten(1))
+
+    @staticmethod
+    def unit_style(g: torch.Tensor) -> torch.Tensor:
+        """``g (B, C) float32`` divided by its L2 norm per row (no epsilon, as upstream) → ``(B, C) float32``."""
         return g / torch.sum(g ** 2, dim=1, keepdim=True) ** 0.5
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
