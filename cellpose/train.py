@@ -31,10 +31,12 @@ from .net.cpnet import CPnet
 from .net.weights import load_weights, save_weights
 from .preprocess import convert_image, normalize_image
 
-__all__ = ["TrainOptions", "TrainResult", "diameter_of", "loss_fn", "prepare_image", "random_crop",
+__all__ = ["TRAIN_PRECISIONS", "TrainOptions", "TrainResult", "diameter_of", "loss_fn", "prepare_image", "random_crop",
            "seam_pixels", "train_network"]
 
 log = logging.getLogger(__name__)
+
+TRAIN_PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,13 @@ class TrainOptions:
         terms; 0 = every pixel weighs 1, the Cellpose objective). Touching nuclei are told apart only there.
     seam_radius : int
         Half-width of the square window that defines seam pixels.
+    precision : {"fp32", "bf16"}
+        "bf16": the forward pass under bf16 autocast with channels-last tensors (weights, optimiser and loss stay
+        float32). On an Intel Xeon with AMX (flags amx_bf16 avx512_bf16, 2 cores), with the bundled recipe's
+        settings (8 crops of 112², heavy augmentation, seam weight 5; crops drawn in the step) a step took
+        0.342-0.351 s against 0.968-0.980 s in float32 (2.8×; two runs of 10 steps each); one bare step of 8
+        crops of 256² took 1.98 s against 8.47 s (4.3×). On a CPU without native bf16 it is emulated and slower
+        (warned). No shipped phase was trained in bf16, so its effect on accuracy is not measured.
     """
 
     n_iter: int = 500
@@ -82,6 +91,7 @@ class TrainOptions:
     augment: str = "basic"
     seam_weight: float = 0.0
     seam_radius: int = 2
+    precision: str = "fp32"
 
     def __post_init__(self):
         if self.augment not in AUGMENT_MODES:
@@ -91,6 +101,8 @@ class TrainOptions:
                              f"{self.seam_radius!r}")
         if self.bsize % 16 or self.bsize < 16:
             raise ValueError(f"bsize must be a positive multiple of 16, got {self.bsize}")
+        if self.precision not in TRAIN_PRECISIONS:
+            raise ValueError(f"precision must be one of {TRAIN_PRECISIONS}, got {self.precision!r}")
         if self.n_iter < 1 or self.batch_size < 1:
             raise ValueError(f"n_iter and batch_size must be >= 1, got {self.n_iter} and {self.batch_size}")
 
@@ -276,12 +288,13 @@ def train_network(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], *,
     sampler = _Sampler(data, options, np.random.default_rng(options.seed))
     opt = torch.optim.AdamW(net.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
     net.train()
+    bf16 = _use_bf16(net, options)
     losses, start = [], time.perf_counter()
     for step in range(options.n_iter):
         for group in opt.param_groups:
             group["lr"] = _learning_rate(options, step)
         x, target = sampler.batch()
-        loss = loss_fn(net(x)[0], target)
+        loss = loss_fn(_forward(net, x, bf16=bf16), target)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -290,10 +303,34 @@ def train_network(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], *,
             log.info("step %d/%d loss %.4f (%.1f s)", step + 1, options.n_iter,
                      float(np.mean(losses[-options.log_every:])), time.perf_counter() - start)
     net.eval()
+    net.to(memory_format=torch.contiguous_format)
     with torch.no_grad():
         net.diam_mean.fill_(options.diam_mean)
         net.diam_labels.fill_(diam_labels)
     return TrainResult(net=net, losses=losses, diam_labels=diam_labels, seconds=time.perf_counter() - start)
+
+
+def _use_bf16(net: CPnet, options: TrainOptions) -> bool:
+    """True for ``precision="bf16"``: ``net`` is switched to channels-last, and a CPU without native bf16 is
+    warned about (emulated bf16 is slower than float32)."""
+    if options.precision != "bf16":
+        return False
+    from .variants import native_bf16
+
+    if not native_bf16():
+        log.warning("training in bf16 on a CPU without avx512_bf16/amx_bf16 is emulated and slower than fp32")
+    net.to(memory_format=torch.channels_last)
+    return True
+
+
+def _forward(net: CPnet, x: torch.Tensor, *, bf16: bool) -> torch.Tensor:
+    """The network output ``(B, 3, h, w) float32`` of the batch ``x (B, 2, h, w) float32``; under bf16 autocast
+    with channels-last input when ``bf16``."""
+    if not bf16:
+        return net(x)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = net(x.contiguous(memory_format=torch.channels_last))[0]
+    return y.float()
 
 
 def load_pretrained(path) -> CPnet:

@@ -11,7 +11,7 @@ import numpy as np
 from .config import EvalOptions
 from .io import imread, list_images
 from .runner import CLIError, read_for_channels
-from .train import TrainOptions, load_pretrained, prepare_image, save_trained, train_network
+from .train import TRAIN_PRECISIONS, TrainOptions, load_pretrained, prepare_image, save_trained, train_network
 
 __all__ = ["build_train_parser", "load_training_dir", "train_main"]
 
@@ -33,6 +33,8 @@ def build_train_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning_rate", type=float, default=TrainOptions.learning_rate, help="AdamW learning rate")
     p.add_argument("--diam_mean", type=float, default=TrainOptions.diam_mean, help="diameter to train at")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--precision", choices=TRAIN_PRECISIONS, default="fp32",
+                   help="fp32, or bf16 autocast + channels-last (about 4x faster on a CPU with AMX)")
     p.add_argument("--save_fp16", action="store_true", help="store the weights as float16")
     p.add_argument("--verbose", action="store_true", help="log the loss while training")
     return p
@@ -72,7 +74,8 @@ def train_main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     options = TrainOptions(n_iter=args.n_iter, batch_size=args.batch_size, bsize=args.bsize,
-                           learning_rate=args.learning_rate, diam_mean=args.diam_mean, seed=args.seed)
+                           learning_rate=args.learning_rate, diam_mean=args.diam_mean, seed=args.seed,
+                           precision=args.precision)
     images, labels = load_training_dir(args.dir, mask_filter=args.mask_filter, channels=(args.chan, args.chan2))
     net = load_pretrained(args.pretrained_model) if args.pretrained_model else None
     result = train_network(images, labels, options=options, net=net)

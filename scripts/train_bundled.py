@@ -191,6 +191,8 @@ def main() -> None:
                    help="extra loss weight where two nuclei meet (TrainOptions.seam_weight)")
     p.add_argument("--bsize", type=int, default=112, help="training crop size in pixels (TrainOptions.bsize)")
     p.add_argument("--batch_size", type=int, default=8, help="crops per step (TrainOptions.batch_size)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="TrainOptions.precision: bf16 autocast + channels-last (every shipped phase used fp32)")
     args = p.parse_args()
     if args.average:
         print(average_weights(args.average, args.out))
@@ -200,7 +202,7 @@ def main() -> None:
     try:
         options = TrainOptions(n_iter=args.n_iter, batch_size=args.batch_size, bsize=args.bsize,
                                learning_rate=args.learning_rate, diam_mean=17.0, seed=args.seed, log_every=20,
-                               augment=args.augment, seam_weight=args.seam_weight)
+                               augment=args.augment, seam_weight=args.seam_weight, precision=args.precision)
     except ValueError as err:
         p.error(str(err))
     more = dict(args.more)
