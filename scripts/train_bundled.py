@@ -94,6 +94,16 @@ per step:
 Validation, 8 images per kind: 18 0.9545 / 0.9370, mean of 17+18 0.9560 / 0.9370 (dim the minimum), against
 17's 0.9559 / 0.9385: a tie on the mean with a lower minimum, so 17 stays shipped.
 
+Phase 19 (2026-12-01; Intel Xeon, flags amx_bf16 avx512_bf16 amx_int8, 2 cores, nothing else running) tried
+three times the steps, in bf16 (``--precision bf16``, 0.365 s per step):
+
+19. ``--init <17> --kinds 32 --more dim=32 --more sparse=32 --augment heavy --n_iter 3000 --learning_rate
+    1.5e-4 --seed 19 --seam_weight 4 --precision bf16``  1096 s, weighted loss 0.817 → 0.766
+
+Validation, 8 images per kind, same CPU: 19 0.9551 / 0.9364 (dim 0.936, sparse 0.953), mean of 17+19 0.9558 /
+0.9370, against 17's 0.9560 / 0.9385 re-measured there (0.9559 / 0.9385 on the EPYC): no gain, so 17 stays
+shipped. Three times the steps moved nothing, like phases 13, 15, 16 and 18 before it.
+
 (Loss: mean of the first 10 and last 20 steps of a phase; heavy-augmentation losses are not comparable with
 basic ones, nor seam-weighted ones with unweighted ones.)
 """
