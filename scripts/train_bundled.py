@@ -104,6 +104,27 @@ Validation, 8 images per kind, same CPU: 19 0.9551 / 0.9364 (dim 0.936, sparse 0
 0.9370, against 17's 0.9560 / 0.9385 re-measured there (0.9559 / 0.9385 on the EPYC): no gain, so 17 stays
 shipped. Three times the steps moved nothing, like phases 13, 15, 16 and 18 before it.
 
+Phases 20-21 (2026-12-07; AMD EPYC, flags avx2 fma only, 2 cores, 2.0-2.3 s per step) tested a generator in
+which overlapping nuclei add their DNA signal, as in a widefield projection (each pixel summed its two nearest
+nuclei over the part of the pixel inside both outlines, with the seam dip on the sum). The idea: the pairs
+merged in dim and sparse show no dip between their centres, and a bright overlap would show them as two. The
+labels were unchanged. The change was reverted and is not in ``cellpose.data``:
+
+20. ``--init <17> --kinds 32 --more dim=24 --more sparse=24 --augment heavy --n_iter 1200 --learning_rate
+    2e-4 --seed 20 --seam_weight 4`` on that generator (a first version that also weakened the contact dip of
+    nuclei that only touch)  2372 s, weighted loss 1.402 → 0.807
+21. ``--init <20> --kinds 32 --more dim=24 --more sparse=24 --more crowded=16 --augment heavy --n_iter 1500
+    --learning_rate 2e-4 --seed 21 --seam_weight 4`` on the final version  3252 s, weighted loss 0.926 → 0.966
+
+Validation, 8 images per kind, AP@0.5 at the true diameter, rendered by that generator: shipped model (17)
+crowded 0.722, culture 0.789, dim 0.745, large 0.787, sparse 0.828, tissue 0.703 (mean 0.762: the bright
+overlaps are a new appearance to it); 20 mean 0.936 / min 0.898 (crowded); 21 crowded 0.918, culture 0.958,
+dim 0.939, large 0.946, sparse 0.949, tissue 0.954 (mean 0.944 / min 0.918), against 17's 0.9560 / 0.9385 on
+the current generator: below it, so neither is shipped and the generator keeps overlapping nuclei split on the
+bisector, without the added signal. Reported only (not used for the choice): on the current generator's
+validation images 21 scored mean 0.882; on the real DSB crop, which 17 scores 0.923, 0.838 at ``--diameter 24``
+(114 masks for 125 nuclei) and 0.859 with ``--diameter 0``.
+
 (Loss: mean of the first 10 and last 20 steps of a phase; heavy-augmentation losses are not comparable with
 basic ones, nor seam-weighted ones with unweighted ones.)
 """
