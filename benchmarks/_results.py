@@ -22,14 +22,18 @@ STAGE_ORDER = ("read", "normalize", "network", "dynamics", "write", "whole", "bl
 
 
 def results_path(hardware: dict, folder: Path = RESULTS_DIR) -> Path:
-    """``folder/<hostname>-<cpu model>-<widest ISA>.json`` with unsafe characters replaced by ``-``.
+    """``folder/<hostname>-<cpu model>[-f<family>m<model>]-<widest ISA>.json``, unsafe characters as ``-``.
 
     The ISA tag (``isa_tag``) keeps apart CPUs that report the same model name: "AMD EPYC" machines with and
-    without AVX-512 once wrote into one file. A run under ``ONEDNN_MAX_CPU_ISA`` adds ``-cap-<value>``: its
-    flags are the capped ones, and it must not replace a real CPU's records.
+    without AVX-512 once wrote into one file. The generation tag (``cpu_generation``, when known) keeps apart
+    those with the same name and flags: AMD EPYCs of family 25 and 26 both report "AMD EPYC" with
+    avx512_bf16. Files written before it have no generation tag. A run under ``ONEDNN_MAX_CPU_ISA`` adds
+    ``-cap-<value>``: its flags are the capped ones, and it must not replace a real CPU's records.
     """
     cap = f"-cap-{hardware['isa_cap']}" if hardware.get("isa_cap") else ""
-    text = f"{socket.gethostname()}-{hardware.get('cpu_model') or 'cpu'}-{isa_tag(hardware)}{cap}".lower()
+    gen = re.fullmatch(r"family (\d+) model (\d+)", hardware.get("cpu_generation") or "")
+    gen_tag = f"-f{gen[1]}m{gen[2]}" if gen else ""
+    text = f"{socket.gethostname()}-{hardware.get('cpu_model') or 'cpu'}{gen_tag}-{isa_tag(hardware)}{cap}".lower()
     return folder / (re.sub(r"[^a-z0-9_.]+", "-", text).strip("-") + ".json")
 
 

@@ -37,7 +37,9 @@ def _title(hw: dict, records=()) -> str:
         load = f"{min(loads)}-{max(loads)}" if len(set(loads)) > 1 else str(loads[0])
     else:                                   # records written before loads were recorded per record
         load = f"{(hw.get('load_average') or ['?'])[0]} at the last write"
-    return (f"{hw.get('cpu_model')} ({hw.get('cpu_count')} cores, {' '.join(hw.get('cpu_flags') or []) or '-'}), "
+    generation = f" {hw['cpu_generation']}" if hw.get("cpu_generation") else ""
+    flags = " ".join(hw.get("cpu_flags") or []) or "-"
+    return (f"{hw.get('cpu_model')}{generation} ({hw.get('cpu_count')} cores, {flags}), "
             f"load {load}, GPU {hw.get('gpu') or '-'}")
 
 

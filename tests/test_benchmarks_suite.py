@@ -101,6 +101,11 @@ def test_results_of_cpus_with_one_model_name_and_different_isas_go_to_different_
     paths = {_results.results_path(hw, tmp_path) for hw in (avx512, avx2, capped, {"cpu_model": "AMD EPYC"})}
     assert len(paths) == 4 and all(p.parent == tmp_path for p in paths)
     assert _results.results_path(avx2, tmp_path).name.endswith("-amd-epyc-avx2.json")
+    zen4, zen5 = (dict(avx512, cpu_generation=f"family {f} model {m}") for f, m in ((25, 17), (26, 2)))
+    assert _results.results_path(zen5, tmp_path).name.endswith("-amd-epyc-f26m2-avx512_bf16.json")
+    assert len({_results.results_path(hw, tmp_path) for hw in (avx512, zen4, zen5)}) == 3
+    assert _results.results_path(dict(avx512, cpu_generation="unknown"), tmp_path) == _results.results_path(
+        avx512, tmp_path)
     rec = {"benchmark": "Stages.time_stage", "params": {"size": "256x256"}, "value": 1.0, "unit": "seconds"}
     _results.write(_results.results_path(avx512, tmp_path), avx512, [rec])
     _results.write(_results.results_path(avx2, tmp_path), avx2, [dict(rec, value=2.0)])

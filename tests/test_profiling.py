@@ -485,3 +485,19 @@ def test_compare_prints_ratios(tmp_path, capsys):
     assert "2.00x" in eval_row
     assert "network.batch" in out
     assert prof_main(["validate", str(tmp_path / "a.json")]) == 0
+
+
+def test_cpu_generation_reads_family_and_model_from_cpuinfo(tmp_path):
+    from cellpose.profiling.environment import cpu_generation, hardware, hardware_line
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+                    "model name\t: AMD EPYC\nflags\t\t: fpu avx2\n\nprocessor\t: 1\ncpu family\t: 26\n")
+    assert cpu_generation(str(info)) == "family 26 model 2"
+    info.write_text("processor\t: 0\nmodel name\t: ARMv8 Processor\n")
+    assert cpu_generation(str(info)) is None
+    assert cpu_generation(str(tmp_path / "missing")) is None
+    hw = hardware()
+    assert set(hw) >= {"cpu_model", "cpu_generation", "cpu_flags"}
+    generation = f" {hw['cpu_generation']}" if hw["cpu_generation"] else ""
+    assert hardware_line(hw).startswith(f"CPU {hw['cpu_model']}{generation} (")

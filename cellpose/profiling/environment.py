@@ -7,7 +7,8 @@ import platform
 import sys
 from typing import Dict, Optional
 
-__all__ = ["KEY_CPU_FLAGS", "collect_environment", "cpu_model", "cpuinfo_field", "hardware", "hardware_line",
+__all__ = ["KEY_CPU_FLAGS", "collect_environment", "cpu_generation", "cpu_model", "cpuinfo_field", "hardware",
+           "hardware_line",
            "package_versions"]
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,19 @@ def cpuinfo_field(keys, path: str = "/proc/cpuinfo") -> Optional[str]:
 def cpu_model(path: str = "/proc/cpuinfo") -> Optional[str]:
     """CPU model name from ``/proc/cpuinfo`` (Linux), else ``platform.processor()`` or None."""
     return cpuinfo_field(("model name", "Model", "cpu model"), path) or platform.processor() or None
+
+
+def cpu_generation(path: str = "/proc/cpuinfo") -> Optional[str]:
+    """``"family F model M"`` from ``/proc/cpuinfo`` (x86 Linux), else None.
+
+    Virtual machines often report a bare model name ("AMD EPYC") for CPUs of different generations with the
+    same flags; the family and model numbers tell them apart (an EPYC of family 26 ran the int8 network 2x
+    faster per tile than one of family 25, GUIDELINES §7).
+    """
+    family, model = cpuinfo_field(("cpu family",), path), cpuinfo_field(("model",), path)
+    if not (family and model and family.isdigit() and model.isdigit()):
+        return None
+    return f"family {family} model {model}"
 
 
 def _affinity() -> Optional[int]:
@@ -94,6 +108,7 @@ def collect_environment(*, flags: Optional[dict] = None, device: Optional[str] =
         "platform": platform.platform(),
         "packages": package_versions(),
         "cpu_model": cpu_model(),
+        "cpu_generation": cpu_generation(),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": _affinity(),
         "torch": torch_info,
@@ -126,16 +141,17 @@ def hardware() -> dict:
     Returns
     -------
     dict
-        ``cpu_model``, ``cpu_flags`` (the subset of ``KEY_CPU_FLAGS`` present and allowed by
-        the oneDNN ISA cap), ``isa_cap`` (``variants.isa_cap()``: the cap, or None), ``cpu_count``,
-        ``cpu_affinity``, ``load_average``, versions of torch / numba / openvino / numpy, ``torch_threads``
-        and ``gpu`` (None without CUDA).
+        ``cpu_model``, ``cpu_generation`` (``"family F model M"`` or None), ``cpu_flags`` (the subset of
+        ``KEY_CPU_FLAGS`` present and allowed by the oneDNN ISA cap), ``isa_cap`` (``variants.isa_cap()``:
+        the cap, or None), ``cpu_count``, ``cpu_affinity``, ``load_average``, versions of torch / numba /
+        openvino / numpy, ``torch_threads`` and ``gpu`` (None without CUDA).
     """
     from cellpose.variants import cpu_features, isa_cap
 
     torch = sys.modules.get("torch")
     flags = cpu_features()
-    return {"cpu_model": cpu_model(), "cpu_flags": [f for f in KEY_CPU_FLAGS if f in flags],
+    return {"cpu_model": cpu_model(), "cpu_generation": cpu_generation(),
+            "cpu_flags": [f for f in KEY_CPU_FLAGS if f in flags],
             "isa_cap": isa_cap(), "cpu_count": os.cpu_count(),
             "cpu_affinity": _affinity(),
             "load_average": [round(v, 2) for v in os.getloadavg()], "python": sys.version.split()[0],
@@ -147,6 +163,8 @@ def hardware() -> dict:
 def hardware_line(hw: dict) -> str:
     """One line of ``hardware()`` for the head of a table."""
     cap = f", oneDNN ISA cap {hw['isa_cap']}" if hw.get("isa_cap") else ""
-    return (f"CPU {hw['cpu_model']} ({hw['cpu_count']} cores, flags {' '.join(hw['cpu_flags']) or '-'}{cap}), "
+    generation = f" {hw['cpu_generation']}" if hw.get("cpu_generation") else ""
+    flags = " ".join(hw["cpu_flags"]) or "-"
+    return (f"CPU {hw['cpu_model']}{generation} ({hw['cpu_count']} cores, flags {flags}{cap}), "
             f"GPU {hw['gpu'] or '-'}, torch {hw['torch']} ({hw['torch_threads']} threads), numba {hw['numba']}, "
             f"openvino {hw['openvino'] or '-'}, load average {' '.join(map(str, hw['load_average']))}")

@@ -78,6 +78,7 @@ def _environment() -> dict:
         "platform": {"type": "string"},
         "packages": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
         "cpu_model": {"type": ["string", "null"]},
+        "cpu_generation": {"type": ["string", "null"]},
         "cpu_count": dict(_OPT_INT),
         "cpu_affinity": dict(_OPT_INT),
         "torch": {"type": ["object", "null"]},
