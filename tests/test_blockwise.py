@@ -60,16 +60,34 @@ def _digests(paths) -> dict:
     return out
 
 
-def _cut_cells(whole: np.ndarray, blocks: np.ndarray, block: int) -> int:
-    """Seam pixel pairs that blockwise splits between two labels while eval keeps one object there."""
-    cut = 0
+def _seam_pairs(whole: np.ndarray, blocks: np.ndarray, block: int):
+    """(eval object, blockwise label on one side, on the other) for every seam pixel pair that blockwise gives
+    two labels while eval keeps one object there."""
     for axis in (0, 1):
         for s in range(block, whole.shape[axis], block):
             a, b = np.take(blocks, s - 1, axis), np.take(blocks, s, axis)
             wa, wb = np.take(whole, s - 1, axis), np.take(whole, s, axis)
             split = (a != b) & (wa == wb) & (wa > 0) & (a > 0) & (b > 0)
-            cut += int(np.count_nonzero(split))
-    return cut
+            yield from zip(wa[split].tolist(), a[split].tolist(), b[split].tolist())
+
+
+def _cut_cells(whole: np.ndarray, blocks: np.ndarray, block: int, *, min_part: float = 0.1) -> int:
+    """Eval objects that a seam divides between two blockwise labels, each holding >= ``min_part`` of it.
+
+    A stitching failure cuts a nucleus into two sizeable parts along the seam (an unstitched copy of the
+    oracle's blocks gives 205 such objects). One boundary pixel that goes to the neighbouring nucleus is not a
+    cut: the network's tiles start at other offsets in a block than in the whole image, so the int8 flows
+    differ slightly everywhere (AP@0.9 0.9994 between the two), and with the model shipped on 2026-12-07 one
+    seam pixel pair of 24 seams differs that way (1/127 of the object).
+    """
+    w, b = whole.astype(np.int64).ravel(), blocks.astype(np.int64).ravel()
+    both = (w > 0) & (b > 0)
+    base = int(b.max()) + 1
+    keys, counts = np.unique(w[both] * base + b[both], return_counts=True)
+    overlap, area = dict(zip(keys.tolist(), counts.tolist())), np.bincount(w)
+    cut = {obj for obj, la, lb in _seam_pairs(whole, blocks, block)
+           if min(overlap.get(obj * base + lab, 0) for lab in (la, lb)) >= min_part * area[obj]}
+    return len(cut)
 
 
 #: The oracle's variant on both sides: the fast preset (int8 OpenVINO where installed) and the fast dynamics,
@@ -107,6 +125,9 @@ def test_blockwise_equals_whole_image_eval(oracle):
     ap = average_precision(whole.astype(np.int64), blocks.astype(np.int64), thresholds=(0.5, 0.9))["ap"]
     assert ap[0] >= 0.99 and ap[1] >= 0.98, ap
     assert _cut_cells(whole, blocks, 768) == 0
+    unstitched = blocks.astype(np.int64) * 16 + np.kron(np.arange(16).reshape(4, 4), np.ones((768, 768), int))[
+        :blocks.shape[0], :blocks.shape[1]]
+    assert _cut_cells(whole, np.where(blocks > 0, unstitched, 0), 768) > 100, "the seam check must see a cut"
     assert blocks.max() == n_blocks, "labels must be 1..n without gaps"
 
 
