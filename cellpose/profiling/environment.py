@@ -8,8 +8,7 @@ import sys
 from typing import Dict, Optional
 
 __all__ = ["KEY_CPU_FLAGS", "collect_environment", "cpu_generation", "cpu_model", "cpuinfo_field", "hardware",
-           "hardware_line",
-           "package_versions"]
+           "hardware_line", "package_versions"]
 
 logger = logging.getLogger(__name__)
 
