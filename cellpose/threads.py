@@ -8,12 +8,13 @@ all cores for every network pass after the first image's dynamics.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Optional
 
 import numba
 
-__all__ = ["numba_threads"]
+__all__ = ["numba_threads", "set_threads"]
 
 
 def numba_threads() -> int:
@@ -29,6 +30,24 @@ def numba_threads() -> int:
     if before is not None and _torch_threads() != before:
         sys.modules["torch"].set_num_threads(before)
     return count
+
+
+def set_threads(threads: int) -> None:
+    """Give torch and numba ``threads`` threads each (numba's capped at ``NUMBA_NUM_THREADS``).
+
+    Numba's are set first: starting its threading layer would reset torch's count. Used by Dask workers and by
+    blocks that run fewer at once than there are workers.
+
+    Parameters
+    ----------
+    threads : int
+        Threads per pool, >= 1.
+    """
+    import torch
+
+    with contextlib.suppress(ValueError):
+        numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(int(threads))
 
 
 def _torch_threads() -> Optional[int]:

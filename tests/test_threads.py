@@ -35,8 +35,8 @@ dP = np.stack([32 - yy, 32 - xx]) / 8
 compute_masks(dP, np.ones((64, 64), np.float32), niter=20, impl="fast")
 """,
     "worker threads": """
-from cellpose.blockwise.cluster import _set_threads
-_set_threads(1)
+from cellpose.threads import set_threads
+set_threads(1)
 """,
 }
 

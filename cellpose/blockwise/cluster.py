@@ -19,6 +19,8 @@ from typing import Optional
 import dask
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from ..threads import set_threads
+
 __all__ = ["ModelSpec", "ModelPlugin", "block_task", "local_client", "worker_threads"]
 
 logger = logging.getLogger(__name__)
@@ -41,22 +43,11 @@ def worker_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, int(workers)))
 
 
-def _set_threads(threads: int) -> None:
-    """Torch and numba threads of this worker; numba's go first, as starting them resets torch's
-    (``cellpose.threads``)."""
-    import numba
-    import torch
-
-    with contextlib.suppress(ValueError):
-        numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
-    torch.set_num_threads(int(threads))
-
-
 def load_model(spec: ModelSpec):
     """Set the thread counts and load the model described by ``spec`` (runs in the worker)."""
     from ..models import CellposeModel
 
-    _set_threads(spec.threads)
+    set_threads(spec.threads)
     return CellposeModel(pretrained_model=spec.pretrained_model, device=spec.device, **dict(spec.variant_settings))
 
 
@@ -91,7 +82,7 @@ def block_task(plane, plan, k: int, work_path: str, concurrency: int = 0) -> dic
     from .worker import segment_block
 
     if concurrency > 0:
-        _set_threads(worker_threads(concurrency))
+        set_threads(worker_threads(concurrency))
     model = get_worker().plugins[PLUGIN_NAME].model
     result = segment_block(model, plane, plan, k)
     WorkFolder(work_path).save(result)
