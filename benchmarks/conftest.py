@@ -31,7 +31,7 @@ import _results
 
 PREFIXES = ("time_", "peakmem_", "track_")
 SLOW_MODULES = ("bench_data", "bench_model", "bench_upstream", "bench_blockwise", "bench_variants",
-                "bench_pipeline", "bench_dynamics")
+                "bench_pipeline", "bench_dynamics", "bench_size")
 _RECORDS = pytest.StashKey[list]()
 _CACHES = pytest.StashKey[dict]()
 

@@ -12,7 +12,8 @@ from cellpose.cli import main
 from cellpose.data import make_image
 from cellpose.dynamics.edges import remove_edge_masks
 from cellpose.models import CellposeModel
-from cellpose.sizing import SizeCandidate, _consistent_diameter, estimate_diameter
+from cellpose.data.sets import held_out
+from cellpose.sizing import DEFAULT_LADDER, MAX_UPSCALE, SizeCandidate, _consistent_diameter, _side, estimate_diameter
 from cellpose.train import diameter_of
 
 
@@ -35,6 +36,36 @@ def test_estimate_within_15_percent(model, drange, edge, seed):
     est = estimate_diameter(model, img[0], channels=[0, 0])
     assert est.diameter is not None and abs(est.diameter - true) <= 0.15 * true, (true, est)
     assert est.candidates and json.dumps(est.as_dict())
+
+
+def test_tissue_with_smaller_nuclei_in_its_centre(model):
+    """Held-out tissue image 3: its central 302² px hold smaller nuclei (12.4 px) than the whole image (14.0 px).
+
+    A window that shrank with the assumed diameter measured 12.7 px at 16 px and settled on 11.7 px (-16.5 %);
+    with the first step's window kept for the steps below it, every step measures the same nuclei.
+    """
+    img, labels = held_out("tissue", n=4)[3]
+    true = diameter_of(remove_edge_masks(labels))
+    est = estimate_diameter(model, img, channels=[0, 0])
+    assert est.diameter is not None and abs(est.diameter - true) <= 0.05 * true, (true, est)
+
+
+def test_steps_below_the_first_keep_its_window(model):
+    first = DEFAULT_LADDER[3]
+    big = (10000, 10000)
+    side_first = _side(model, first, 320, big, floor=first)
+    assert side_first == _side(model, first, 320, big)
+    below = [_side(model, d, 320, big, floor=first)[0] for d in DEFAULT_LADDER[:3]]
+    cap = MAX_UPSCALE * 320
+    for d, side in zip(DEFAULT_LADDER[:3], below):
+        # the first step's window, unless that would be rescaled past the cap: then the widest under it
+        rescaled = model.diam_mean / d
+        assert side <= side_first[0] and side * rescaled <= cap
+        assert side == side_first[0] or (side + 1) * rescaled > cap
+    assert below[-1] == side_first[0] and below[0] < below[1] < side_first[0]   # 16 px keeps it; 8, 11.3 capped
+    above = [_side(model, d, 320, big, floor=first)[0] for d in DEFAULT_LADDER[4:]]
+    assert above == sorted(above) and above[0] > side_first[0]       # steps above widen with the diameter
+    assert _side(model, 8.0, 320, (100, 90), floor=first) == (100, 90)   # clipped to the image
 
 
 def test_eval_diameter_zero_equals_eval_at_the_estimate(model):

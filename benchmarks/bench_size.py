@@ -1,0 +1,99 @@
+"""Error and cost of ``--diameter 0`` (``cellpose.sizing.estimate_diameter``) with the bundled model.
+
+Run with ``pytest benchmarks/bench_size.py -s`` or ``.venv/bin/python benchmarks/bench_size.py``.
+
+Truth: the median equivalent-circle diameter of the nuclei wholly inside the image (labels cut by the image
+edge look smaller). Images:
+
+* ``CPTB_BENCH_N`` (default 2) held-out 384² images of every kind of ``cellpose.data.sets`` (seeds 9000+;
+  ``CPTB_BENCH_SET=validation`` takes the validation images, seeds 5000+, instead);
+* the four nominal size ranges of ``tests/test_size.py`` (9-11 to 48-52 px, 384² to 896²);
+* the StarDist wheel's DSB-2018 crop where ``CPTB_STARDIST_DIR`` (or an installed ``stardist``) has it
+  (``bench_model._stardist_files``); an outside check only.
+
+Per image: estimate, error in % of the truth, wall seconds, ladder steps segmented. Per kind: median, minimum
+and maximum error and the median seconds. Prints the CPU line with the numbers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from bench_model import _stardist_files
+from cellpose.data import make_image
+from cellpose.data.sets import KINDS, held_out, validation
+from cellpose.dynamics.edges import remove_edge_masks
+from cellpose.models import CellposeModel
+from cellpose.profiling.environment import hardware, hardware_line
+from cellpose.sizing import estimate_diameter
+from cellpose.train import diameter_of
+
+N_IMAGES = int(os.environ.get("CPTB_BENCH_N", "2"))
+#: (diameter range, image edge, seed) of ``tests/test_size.py``.
+NOMINAL = [((9, 11), 384, 9103), ((19, 21), 512, 9102), ((38, 42), 768, 9102), ((48, 52), 896, 9103)]
+
+
+def _one(model, img, labels) -> dict:
+    """Estimate for one image against the median diameter of its whole nuclei."""
+    true = diameter_of(remove_edge_masks(np.asarray(labels)))
+    est = estimate_diameter(model, img, channels=[0, 0])
+    error = None if est.diameter is None else 100.0 * (est.diameter / true - 1.0)
+    return {"true": round(true, 3), "estimate": est.diameter and round(est.diameter, 3),
+            "error_percent": error and round(error, 2), "seconds": round(est.seconds, 3),
+            "steps": len(est.candidates)}
+
+
+def _summary(rows) -> dict:
+    errors = [r["error_percent"] for r in rows if r["error_percent"] is not None]
+    return {"n": len(rows), "failed": len(rows) - len(errors), "median_error": float(np.median(errors)),
+            "min_error": min(errors), "max_error": max(errors),
+            "median_seconds": float(np.median([r["seconds"] for r in rows]))}
+
+
+def _cases():
+    """(group, image, labels) of every image measured."""
+    pick = validation if os.environ.get("CPTB_BENCH_SET") == "validation" else held_out
+    for kind in sorted(KINDS):
+        for img, labels in pick(kind, n=N_IMAGES):
+            yield kind, img, labels
+    for drange, edge, seed in NOMINAL:
+        img, labels = make_image((1, edge, edge), seed=seed, diameter=drange)
+        yield f"nominal {drange[0]}-{drange[1]} px", img[0], labels
+    files = _stardist_files()
+    if files is not None and files[0].exists():
+        import tifffile
+        yield "DSB crop", tifffile.imread(files[0]), tifffile.imread(files[1])
+
+
+def run() -> dict:
+    model = CellposeModel(pretrained_model=os.environ.get("CPTB_BENCH_MODEL", "cptb_nuclei"))
+    groups = {}
+    for group, img, labels in _cases():
+        groups.setdefault(group, []).append(_one(model, img, labels))
+    return {"hardware": hardware_line(hardware()), "images": groups,
+            "summary": {group: _summary(rows) for group, rows in groups.items()}}
+
+
+def _table(res: dict) -> str:
+    lines = [res["hardware"], "| set | images | median error % | range % | median s |", "|---|---|---|---|---|"]
+    for group, s in res["summary"].items():
+        lines.append(f"| {group} | {s['n']} | {s['median_error']:+.1f} | {s['min_error']:+.1f} to "
+                     f"{s['max_error']:+.1f} | {s['median_seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def test_size_estimate_error():
+    res = run()
+    print(json.dumps(res["images"], indent=1))
+    print(_table(res))
+    assert set(KINDS) <= set(res["summary"])
+    assert all(s["failed"] == 0 for s in res["summary"].values()), res["summary"]
+
+
+if __name__ == "__main__":
+    result = run()
+    print(_table(result), file=sys.stderr)
+    json.dump(result, sys.stdout, indent=1)
