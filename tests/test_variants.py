@@ -266,9 +266,13 @@ def test_fp16_refused_on_cpu(tmp_path, capsys, nuclei):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("kwargs", [{"precision": "fp16"}, {"precision": "bf16"}, {"preset": "fast"},
                                     {"backend": "compile", "precision": "auto"}])
-def test_cuda_variants_match_exact(kwargs, nuclei):
+def test_cuda_variants_match_exact(kwargs):
+    # 512² (about 320 nuclei): on the 256² image (about 80) one split nucleus alone would fall below 0.98, and
+    # bf16 moves the flows by 5e-2 relative on an H200 (GUIDELINES §7)
+    nuclei = make_image((1, 512, 512), seed=11)[0][0]
     gpu = CellposeModel(gpu=True, pretrained_model=DEFAULT_BUNDLED_MODEL)
     ref, _, _ = gpu.eval(nuclei)
+    assert ref.max() > 200
     masks, _, _ = gpu.eval(nuclei, **kwargs)
     assert average_precision(ref, masks, thresholds=(0.5,))["ap"][0] >= 0.98
 
