@@ -29,7 +29,7 @@ from .preprocess.channels import convert_image
 from .preprocess.normalize import normalize_image
 from .preprocess.resize import resize_image
 from .profiling import annotate, stage
-from .sizing import estimate_prepared
+from .sizing import estimate_prepared, whole_image_diameter
 
 __all__ = ["CellposeModel", "choose_device", "normalize_options_from"]
 
@@ -261,22 +261,62 @@ class CellposeModel:
         annotate("network_variant", _variants.describe(requested, resolved))
         with stage("eval") as s:
             img = self._prepare(x, options)
-            if options.diameter == 0:
+            estimated = options.diameter == 0
+            if estimated:
                 options, _ = self.resolve_diameter(img, options, variant=resolved, prepared=True)
             shape = img.shape[:2]
             if not np.any(img):
                 return _empty_result(shape, x), options
             s.add(pixels=int(shape[0]) * int(shape[1]))
-            scale = self.rescale_for(options.diameter, rescale)
-            y, style = self._network(img, scale=scale, options=options, variant=resolved)
+            held = [img]
             del img
-            if options.resample and scale != 1.0:
-                y = _resize_back(y, shape)
-            masks = self._masks(y, scale=scale, shape=shape, options=options)
+            masks, y, style = self._segment(held, options=options, rescale=rescale, variant=resolved)
+            if estimated and rescale is None and options.diameter is not None:
+                masks, y, style, options = self._refine(x, (masks, y, style), options=options, variant=resolved)
             s.add(cells=int(masks.max()) if masks.size else 0)
             with stage("flows_rgb"):
                 rgb = flows_to_rgb(y[:2])
         return (masks, [rgb, y[:2], y[2]], style), options
+
+    def _segment(self, held: list, *, options: EvalOptions, rescale, variant):
+        """Network, resize back and masks of the prepared image in the one-item list ``held``.
+
+        The list is emptied after the network pass, so the (Ly, Lx, 2) input is freed before the dynamics.
+
+        Returns
+        -------
+        masks : ndarray (Ly, Lx) uint16 or uint32
+        y : ndarray (3, Ly, Lx) float32
+            dY, dX, cellprob (at the rescaled size when ``options.resample`` is False).
+        style : ndarray (256,) float32
+        """
+        img = held.pop()
+        shape = img.shape[:2]
+        scale = self.rescale_for(options.diameter, rescale)
+        y, style = self._network(img, scale=scale, options=options, variant=variant)
+        del img
+        if options.resample and scale != 1.0:
+            y = _resize_back(y, shape)
+        return self._masks(y, scale=scale, shape=shape, options=options), y, style
+
+    def _refine(self, x, result, *, options: EvalOptions, variant):
+        """Segment again at the median diameter of the whole image's masks where it differs from the estimate.
+
+        The estimate comes from one window; the masks of the first pass measure every object in the image
+        (``sizing.whole_image_diameter``). Returns ``(masks, y, style, options)``: ``result`` and ``options``
+        unchanged, or those of the second pass, recorded as the profile annotation ``diameter_refined``.
+        """
+        estimate = float(options.diameter)
+        refined = whole_image_diameter(result[0], estimate)
+        if refined is None:
+            return (*result, options)
+        logger.info("diameter 0: the whole image's masks have a median diameter of %.1f px against the window's "
+                    "%.1f px; segmenting again at %.1f px", refined, estimate, refined)
+        annotate("diameter_refined", {"window": round(estimate, 3), "diameter": round(refined, 3)})
+        options = replace(options, diameter=refined)
+        with stage("size_refine"):
+            held = [self._prepare(x, options)]
+            return (*self._segment(held, options=options, rescale=None, variant=variant), options)
 
     def prepare(self, x, options: EvalOptions) -> np.ndarray:
         """The (Ly, Lx, 2) float32 network input of ``x``: channels converted, then normalised."""

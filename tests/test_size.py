@@ -8,12 +8,18 @@ import numpy as np
 import pytest
 import tifffile
 
+from types import SimpleNamespace
+
+from cellpose import profiling
 from cellpose.cli import main
+from cellpose.config import EvalOptions, TilingOptions
 from cellpose.data import make_image
-from cellpose.dynamics.edges import remove_edge_masks
-from cellpose.models import CellposeModel
 from cellpose.data.sets import held_out
-from cellpose.sizing import DEFAULT_LADDER, MAX_UPSCALE, SizeCandidate, _consistent_diameter, _side, estimate_diameter
+from cellpose.dynamics.edges import remove_edge_masks
+from cellpose.inference.run_net import padded_grid
+from cellpose.models import CellposeModel
+from cellpose.sizing import (DEFAULT_LADDER, MAX_UPSCALE, SizeCandidate, _consistent_diameter, _side,
+                             estimate_diameter, whole_image_diameter)
 from cellpose.train import diameter_of
 
 
@@ -50,29 +56,70 @@ def test_tissue_with_smaller_nuclei_in_its_centre(model):
     assert est.diameter is not None and abs(est.diameter - true) <= 0.05 * true, (true, est)
 
 
-def test_steps_below_the_first_keep_its_window(model):
-    first = DEFAULT_LADDER[3]
-    big = (10000, 10000)
-    side_first = _side(model, first, 320, big, floor=first)
-    assert side_first == _side(model, first, 320, big)
-    below = [_side(model, d, 320, big, floor=first)[0] for d in DEFAULT_LADDER[:3]]
-    cap = MAX_UPSCALE * 320
+def _tiles(side: int, assumed: float, diam_mean: float) -> int:
+    rescaled = int(side * (diam_mean / assumed))
+    grid, _ = padded_grid(rescaled, rescaled, tiling=TilingOptions())
+    return len(grid.ystarts) * len(grid.xstarts)
+
+
+def test_steps_below_the_first_keep_its_window():
+    net = SimpleNamespace(diam_mean=17.0)
+    first, big = DEFAULT_LADDER[3], (10000, 10000)
+    side_first = _side(net, first, 320, big, floor=first)
+    assert side_first == _side(net, first, 320, big) and _tiles(side_first[0], first, 17.0) == 4
+    below = [_side(net, d, 320, big, floor=first)[0] for d in DEFAULT_LADDER[:3]]
+    assert below == [248, 351, 426]             # 16 px keeps the first window; the cap cuts 8 and 11.3 px
     for d, side in zip(DEFAULT_LADDER[:3], below):
-        # the first step's window, unless that would be rescaled past the cap: then the widest under it
-        rescaled = model.diam_mean / d
-        assert side <= side_first[0] and side * rescaled <= cap
-        assert side == side_first[0] or (side + 1) * rescaled > cap
-    assert below[-1] == side_first[0] and below[0] < below[1] < side_first[0]   # 16 px keeps it; 8, 11.3 capped
-    above = [_side(model, d, 320, big, floor=first)[0] for d in DEFAULT_LADDER[4:]]
+        assert side * 17.0 / d <= MAX_UPSCALE * 320 and _tiles(side, d, 17.0) == 9
+        assert side >= _side(net, d, 320, big)[0]                     # never narrower than its own window
+    above = [_side(net, d, 320, big, floor=first)[0] for d in DEFAULT_LADDER[4:]]
     assert above == sorted(above) and above[0] > side_first[0]       # steps above widen with the diameter
-    assert _side(model, 8.0, 320, (100, 90), floor=first) == (100, 90)   # clipped to the image
+    assert _side(net, 8.0, 320, (100, 90), floor=first) == (100, 90)   # clipped to the image
+    assert _side(net, 1.0, 8, big, floor=first) == (1, 1)            # a tiny window is never empty
 
 
-def test_eval_diameter_zero_equals_eval_at_the_estimate(model):
+def test_whole_image_diameter_only_where_it_differs():
+    labels = np.zeros((200, 200), np.int32)
+    for k in range(25):                                   # 25 squares of 10 px: diameter 2 * 10 / sqrt(pi)
+        y, x = 20 + 35 * (k // 5), 20 + 35 * (k % 5)
+        labels[y:y + 10, x:x + 10] = k + 1
+    labels[:5, :5] = 26                                   # cut by the edge: not counted
+    d = 20 / np.sqrt(np.pi)
+    assert whole_image_diameter(labels, d * 1.04) is None
+    assert whole_image_diameter(labels, d * 1.3) == pytest.approx(d)
+    assert whole_image_diameter(labels, d * 0.7) == pytest.approx(d)
+    assert whole_image_diameter(np.where(labels <= 4, labels, 0), d * 2) is None     # too few masks
+
+
+def test_eval_refines_a_window_that_is_not_the_image(model):
+    """A 512² field of 10-12 px nuclei whose central 426² px (the first ladder step's window) hold 17-19 px ones.
+
+    The window's estimate describes the centre; the masks of the whole image at it measure every nucleus, and
+    ``eval`` segments again at their median.
+    """
+    img, labels = make_image((1, 512, 512), seed=71, diameter=(10, 12))
+    centre_img, centre_labels = make_image((1, 426, 426), seed=72, diameter=(17, 19))
+    img, labels = img[0].copy(), labels.astype(np.int64)
+    img[43:469, 43:469] = centre_img[0]
+    labels[43:469, 43:469] = np.where(centre_labels > 0, centre_labels + labels.max(), 0)
+    true = diameter_of(remove_edge_masks(labels))
+    with profiling.profile(memory="off") as rep:
+        (masks, _, _), used = model.eval_resolved(img, options=EvalOptions(channels=(0, 0), diameter=0))
+    recorded = rep.to_json()["images"][0]["options"]
+    window = recorded["diameter_estimate"]["diameter"]
+    assert window > 1.15 * true, (window, true)                   # the window alone is far off
+    assert recorded["diameter_refined"] == {"window": pytest.approx(window, abs=1e-3),
+                                            "diameter": pytest.approx(used.diameter, abs=1e-3)}
+    assert abs(used.diameter - true) <= 0.08 * true, (used.diameter, true)
+    assert masks.max() > 300
+
+
+def test_eval_diameter_zero_equals_eval_at_the_diameter_it_used(model):
     img, _ = make_image((1, 192, 192), seed=9104, diameter=(14, 16))
     est = estimate_diameter(model, img[0], channels=[0, 0])
-    masks0, _, _ = model.eval(img[0], channels=[0, 0], diameter=0)
-    masks1, _, _ = model.eval(img[0], channels=[0, 0], diameter=est.diameter)
+    (masks0, _, _), used = model.eval_resolved(img[0], options=EvalOptions(channels=(0, 0), diameter=0))
+    assert used.diameter == est.diameter or abs(used.diameter / est.diameter - 1.0) > 0.05
+    masks1, _, _ = model.eval(img[0], channels=[0, 0], diameter=used.diameter)
     np.testing.assert_array_equal(masks0, masks1)
     assert masks0.max() > 0
 
@@ -83,9 +130,10 @@ def test_cli_default_diameter_is_estimated_and_recorded(tmp_path, model):
     assert main(["--dir", str(tmp_path), "--chan", "0", "--profile"]) == 0
     image = json.loads((tmp_path / "profile.json").read_text())["images"][0]
     recorded = image["options"]["diameter_estimate"]
+    used = image["options"].get("diameter_refined", recorded)["diameter"]
     seg = np.load(tmp_path / "img_seg.npy", allow_pickle=True).item()
     assert recorded["diameter"] is not None and recorded["candidates"]
-    assert seg["diameter"] == pytest.approx(recorded["diameter"], abs=1e-3)
+    assert seg["diameter"] == pytest.approx(used, abs=1e-3)
     assert abs(seg["diameter"] - model.diam_labels) > 1.0
 
 
