@@ -302,31 +302,28 @@ class CellposeModel:
     def _refine(self, x, result, *, options: EvalOptions, variant):
         """Segment again at the median diameter of the whole image's masks where it differs from the estimate.
 
-        The estimate comes from one window; the masks of the first pass measure every object in the image
-        (``sizing.whole_image_diameter``). Returns ``(masks, y, style, options)``: ``result`` and ``options``
-        unchanged, or those of the second pass, recorded as the profile annotation ``diameter_refined``.
+        Returns ``(masks, y, style, options)``: ``result`` and ``options`` unchanged, or those of the second pass
+        at the diameter of ``_measured_diameter``.
         """
-        estimate = float(options.diameter)
-        refined = whole_image_diameter(result[0], estimate)
-        if refined is None:
+        refined = _measured_diameter(result[0], options)
+        if refined is options:
             return (*result, options)
-        logger.info("diameter 0: the whole image's masks have a median diameter of %.1f px against the window's "
-                    "%.1f px; segmenting again at %.1f px", refined, estimate, refined)
-        annotate("diameter_refined", {"window": round(estimate, 3), "diameter": round(refined, 3)})
-        options = replace(options, diameter=refined)
         with stage("size_refine"):
-            held = [self._prepare(x, options)]
-            return (*self._segment(held, options=options, rescale=None, variant=variant), options)
+            held = [self._prepare(x, refined)]
+            return (*self._segment(held, options=refined, rescale=None, variant=variant), refined)
 
     def prepare(self, x, options: EvalOptions) -> np.ndarray:
         """The (Ly, Lx, 2) float32 network input of ``x``: channels converted, then normalised."""
         return self._prepare(x, options)
 
-    def resolve_diameter(self, x, options: EvalOptions, *, variant=None, prepared: bool = False):
+    def resolve_diameter(self, x, options: EvalOptions, *, variant=None, prepared: bool = False,
+                         refine: bool = False):
         """``options`` with ``diameter=0`` replaced by the size estimated from ``x`` (``cellpose.sizing``).
 
         The estimate is logged and recorded as the profile annotation ``diameter_estimate``; without one (no
-        objects found) the diameter becomes ``None``, the model's own.
+        objects found) the diameter becomes ``None``, the model's own. With ``refine``, ``x`` is then
+        segmented at the estimate and the diameter becomes the median of its masks where that differs by more
+        than ``sizing.REFINE_TOLERANCE`` (what ``eval(diameter=0)`` ends at; the masks are not kept).
 
         Returns
         -------
@@ -346,7 +343,13 @@ class CellposeModel:
             return replace(options, diameter=None), est
         logger.info("diameter 0: estimated median object diameter %.1f px (%d scales, %.1f s)", est.diameter,
                     len(est.candidates), est.seconds)
-        return replace(options, diameter=float(est.diameter)), est
+        options = replace(options, diameter=float(est.diameter))
+        if refine:
+            variant = variant if variant is not None else self.resolve_variant()[1]
+            with stage("size_refine"):
+                masks, _, _ = self._segment([img], options=options, rescale=None, variant=variant)
+            options = _measured_diameter(masks, options)
+        return options, est
 
     def masks_at_scale(self, img: np.ndarray, *, scale: float, options: EvalOptions, variant=None) -> np.ndarray:
         """Masks of a prepared image (``prepare``) resized by ``scale``, at the rescaled size (no resample)."""
@@ -394,6 +397,23 @@ class CellposeModel:
                                    max_size_fraction=dyn.max_size_fraction, interp=dyn.interp, shape=tuple(shape),
                                    impl=dyn.impl, chunk_rows=dyn.chunk_rows)
         return masks
+
+
+def _measured_diameter(masks: np.ndarray, options: EvalOptions) -> EvalOptions:
+    """``options`` at the median diameter of ``masks`` (segmented at ``options.diameter``) where it differs.
+
+    The window estimate describes one window; the masks of a pass over the whole image measure every object
+    (``sizing.whole_image_diameter``). A change is logged and recorded as the profile annotation
+    ``diameter_refined``; otherwise ``options`` itself is returned.
+    """
+    estimate = float(options.diameter)
+    refined = whole_image_diameter(masks, estimate)
+    if refined is None:
+        return options
+    logger.info("diameter 0: the whole image's masks have a median diameter of %.1f px against the window's "
+                "%.1f px; using %.1f px", refined, estimate, refined)
+    annotate("diameter_refined", {"window": round(estimate, 3), "diameter": round(refined, 3)})
+    return replace(options, diameter=refined)
 
 
 def _empty_result(shape, x):

@@ -11,12 +11,15 @@ import tifffile
 from types import SimpleNamespace
 
 from cellpose import profiling
+from cellpose.blockwise.segment import run as run_blockwise
 from cellpose.cli import main
 from cellpose.config import EvalOptions, TilingOptions
 from cellpose.data import make_image
 from cellpose.data.sets import held_out
 from cellpose.dynamics.edges import remove_edge_masks
 from cellpose.inference.run_net import padded_grid
+from cellpose.io.ngff import open_label_level
+from cellpose.metrics import average_precision
 from cellpose.models import CellposeModel
 from cellpose.sizing import (DEFAULT_LADDER, MAX_UPSCALE, SizeCandidate, _consistent_diameter, _side,
                              estimate_diameter, whole_image_diameter)
@@ -91,11 +94,12 @@ def test_whole_image_diameter_only_where_it_differs():
     assert whole_image_diameter(np.where(labels <= 4, labels, 0), d * 2) is None     # too few masks
 
 
-def test_eval_refines_a_window_that_is_not_the_image(model):
+def test_eval_refines_a_window_that_is_not_the_image(model, tmp_path):
     """A 512² field of 10-12 px nuclei whose central 426² px (the first ladder step's window) hold 17-19 px ones.
 
     The window's estimate describes the centre; the masks of the whole image at it measure every nucleus, and
-    ``eval`` segments again at their median.
+    ``eval`` segments again at their median. A blockwise run (its size sample is the whole plane here) ends at
+    the same diameter, and masks that match ``eval``'s.
     """
     img, labels = make_image((1, 512, 512), seed=71, diameter=(10, 12))
     centre_img, centre_labels = make_image((1, 426, 426), seed=72, diameter=(17, 19))
@@ -112,6 +116,13 @@ def test_eval_refines_a_window_that_is_not_the_image(model):
                                             "diameter": pytest.approx(used.diameter, abs=1e-3)}
     assert abs(used.diameter - true) <= 0.08 * true, (used.diameter, true)
     assert masks.max() > 300
+    tifffile.imwrite(tmp_path / "field.ome.tif", img[None], ome=True, metadata={"axes": "CYX"})
+    # one block: the seams are tests/test_blockwise.py's; this is about the diameter the run settles on
+    blocks = run_blockwise(tmp_path / "field.ome.tif", model, chan=1, block_size=512, diameter=0, progress=False)
+    assert blocks.plan.scale == pytest.approx(model.rescale_for(used.diameter, None), rel=1e-6)
+    labels_b = np.asarray(open_label_level(blocks.store, 0)[:]).astype(np.int64)
+    ap = average_precision(masks.astype(np.int64), labels_b, thresholds=(0.5, 0.9))["ap"]
+    assert ap[0] >= 0.99 and ap[1] >= 0.98, ap
 
 
 def test_eval_diameter_zero_equals_eval_at_the_diameter_it_used(model):

@@ -122,7 +122,10 @@ def _fixed_diameter(plane: Plane, model, options: EvalOptions) -> EvalOptions:
     """``options`` with ``diameter=0`` replaced by one estimate from the central sample window of the plane.
 
     Every block then uses that diameter (the halo depends on it). The window is at most
-    ``SIZE_SAMPLE`` × ``SIZE_SAMPLE`` pixels, read lazily; it is normalised on its own percentiles.
+    ``SIZE_SAMPLE`` × ``SIZE_SAMPLE`` pixels, read lazily; it is normalised on its own percentiles, sized, then
+    segmented at that size for the median diameter of its masks, as ``eval(diameter=0)`` does
+    (``CellposeModel.resolve_diameter(refine=True)``): a plane no larger than the window gets ``eval``'s
+    diameter.
     """
     if options.diameter != 0:
         return options
@@ -130,7 +133,7 @@ def _fixed_diameter(plane: Plane, model, options: EvalOptions) -> EvalOptions:
     y0, x0 = max(0, (Ly - side) // 2), max(0, (Lx - side) // 2)
     with stage("io.read.size_sample"):
         sample = plane.read((y0, min(Ly, y0 + side), x0, min(Lx, x0 + side)))
-    options, _ = model.resolve_diameter(sample, replace(options, channels=(0, 0), channel_axis=None))
+    options, _ = model.resolve_diameter(sample, replace(options, channels=(0, 0), channel_axis=None), refine=True)
     logger.info("%s: diameter for all blocks %.1f px (from the central %dx%d window)", plane.name,
                 options.diameter or model.diam_labels, sample.shape[0], sample.shape[1])
     return options
