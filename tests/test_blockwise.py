@@ -296,7 +296,8 @@ def test_blank_blocks_are_skipped_and_flat_planes_give_no_objects(tmp_path, mode
 def test_bad_input_one_line_and_nothing_lost(tmp_path, capsys, model):
     img_path = tmp_path / "b.ome.tif"
     _write(img_path, (400, 420), seed=2, nchan=4)
-    base = ["--image_path", str(img_path), "--blockwise", "--workers", "0"]
+    # the diameter run() uses below (the model's), so that the resume check differs in flow_threshold alone
+    base = ["--image_path", str(img_path), "--blockwise", "--workers", "0", "--diameter", repr(model.diam_labels)]
 
     assert main(base + ["--chan", "9"]) == 2
     assert "channel 9 is out of range" in capsys.readouterr().err
@@ -322,7 +323,7 @@ def test_bad_input_one_line_and_nothing_lost(tmp_path, capsys, model):
     rc = main(base + ["--chan", "1", "--block_size", "256", "--resume", "--flow_threshold", "0.6"])
     assert rc == 2
     err = capsys.readouterr().err
-    assert "cannot resume" in err and "different plan" in err and len(err.strip().splitlines()) == 1
+    assert "cannot resume" in err and "different plan" in err and len(err.strip().splitlines()) == 1, err
     assert _digests([work, tmp_path / "b_cp_masks.ome.tif"]) == before
     assert main(base + ["--chan", "1", "--block_size", "256"]) == 2
     assert "--resume" in capsys.readouterr().err

@@ -306,9 +306,9 @@ def _prepare(source, model, *, chan, block_size, out, resume, options, diameter,
     if diameter is not None:
         options = replace(options, diameter=diameter)
     plane = open_plane(source, chan=chan)
-    options = _fixed_diameter(plane, model, options)
     paths = output_paths(source, out)
     check_output_dir(paths["store"].parent)
+    options = _fixed_diameter(plane, model, options)
     plan = plan_for(plane, model, options=options, block_size=block_size, exact_percentiles=exact_percentiles)
     if plan.flat:
         logger.warning("%s: the plane is constant or all NaN after normalisation: no objects", plane.name)
