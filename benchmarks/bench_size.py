@@ -11,11 +11,11 @@ edge look smaller). Images:
 * the StarDist wheel's DSB-2018 crop where ``CPTB_STARDIST_DIR`` (or an installed ``stardist``) has it
   (``bench_model._stardist_files``); an outside check only.
 
-Per image: the window estimate (``sizing.estimate_diameter``), its error in % of the truth, its wall seconds and
+Per image: the window estimate (``sizing.estimate_prepared``), its error in % of the truth, its wall seconds and
 ladder steps, and the diameter that ``eval(diameter=0)`` ends at (the estimate, or the whole image's median at
-it where that differs by more than 5 %, ``sizing.whole_image_diameter``). Per kind: median, minimum and maximum
-error of the window estimate, how many images were refined and the range of the final error. Prints the CPU
-line with the numbers.
+it where that differs by more than 5 %, ``CellposeModel.resolve_diameter(refine=True)``). Per kind: median,
+minimum and maximum error of the window estimate, how many images were refined and the range of the final
+error. Prints the CPU line with the numbers.
 """
 from __future__ import annotations
 
@@ -26,12 +26,12 @@ import sys
 import numpy as np
 
 from bench_model import _stardist_files
+from cellpose.config import EvalOptions
 from cellpose.data import make_image
 from cellpose.data.sets import KINDS, held_out, validation
 from cellpose.dynamics.edges import remove_edge_masks
 from cellpose.models import CellposeModel
 from cellpose.profiling.environment import hardware, hardware_line
-from cellpose.sizing import estimate_diameter, whole_image_diameter
 from cellpose.train import diameter_of
 
 N_IMAGES = int(os.environ.get("CPTB_BENCH_N", "2"))
@@ -46,15 +46,12 @@ def _error(diameter, true):
 def _one(model, img, labels) -> dict:
     """Window estimate and the diameter ``eval(diameter=0)`` ends at, against the median of the whole nuclei.
 
-    The final diameter is the window estimate, or the median of the whole image's masks at it where that
-    differs by more than ``sizing.REFINE_TOLERANCE`` (``eval`` then segments again there).
+    Both from ``CellposeModel.resolve_diameter(refine=True)``: the final diameter is the window estimate, or the
+    median of the whole image's masks at it where that differs by more than ``sizing.REFINE_TOLERANCE``.
     """
     true = diameter_of(remove_edge_masks(np.asarray(labels)))
-    est = estimate_diameter(model, img, channels=[0, 0])
-    final = est.diameter
-    if final is not None:
-        masks, _, _ = model.eval(img, channels=[0, 0], diameter=final)
-        final = whole_image_diameter(masks, final) or final
+    used, est = model.resolve_diameter(img, EvalOptions(channels=(0, 0), diameter=0), refine=True)
+    final = used.diameter
     return {"true": round(true, 3), "estimate": est.diameter and round(est.diameter, 3),
             "error_percent": _error(est.diameter, true), "final": final and round(final, 3),
             "final_error_percent": _error(final, true), "refined": final != est.diameter,

@@ -303,7 +303,9 @@ class CellposeModel:
         """Segment again at the median diameter of the whole image's masks where it differs from the estimate.
 
         Returns ``(masks, y, style, options)``: ``result`` and ``options`` unchanged, or those of the second pass
-        at the diameter of ``_measured_diameter``.
+        at the diameter of ``_measured_diameter``. ``x`` is prepared again (the prepared image does not depend
+        on the diameter, and converting and normalising cost little next to the network) rather than held
+        through the first pass's dynamics.
         """
         refined = _measured_diameter(result[0], options)
         if refined is options:
